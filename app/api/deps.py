@@ -1,0 +1,29 @@
+"""Shared route dependencies: the request's database session and the artifact store."""
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends
+from sqlmodel import Session
+
+from app.db import finish, get_engine
+from app.storage import LocalArtifactStore, get_store
+
+
+def get_session() -> Iterator[Session]:
+    """One session per request; routes that write call ``commit`` once, errors roll back."""
+    with Session(get_engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+        except BaseException:
+            finish(session, ok=False)
+            raise
+
+
+def commit(session: Session) -> None:
+    """Commit the request's work, then run what waits for the commit (enqueueing tasks)."""
+    finish(session, ok=True)
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+StoreDep = Annotated[LocalArtifactStore, Depends(get_store)]

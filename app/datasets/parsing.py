@@ -1,0 +1,267 @@
+"""Parse and validate uploaded datasets, reporting every problem with its line.
+
+Two row formats: the seed's instruction rows ``{"instruction", "input", "output"}`` and chat
+rows ``{"messages": [{"role", "content"}, ...]}``; as JSON (an array), JSONL or CSV.
+"""
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_REPORTED_PROBLEMS = 50
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an uploaded file; line is 1-based (0: the file as a whole)."""
+
+    line: int
+    message: str
+    field: str | None = None
+
+    def describe(self) -> str:
+        where = f"line {self.line}" if self.line else "file"
+        return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
+
+
+class DatasetInvalid(ValueError):
+    """The upload was refused; ``problems`` says what to fix."""
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        self.problems = problems[:MAX_REPORTED_PROBLEMS]
+        self.total = total if total is not None else len(problems)
+        more = f" (and {self.total - len(self.problems)} more)" if self.total > len(self.problems) else ""
+        summary = "; ".join(p.describe() for p in self.problems[:3])
+        super().__init__(f"{self.total} problem(s) in the dataset{more}: {summary}")
+
+
+@dataclass
+class ParsedDataset:
+    """Valid rows, normalised, with the line each came from."""
+
+    format: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+
+
+def parse_dataset(data: bytes, filename: str) -> ParsedDataset:
+    """Decode, parse and validate ``data``; raise DatasetInvalid listing every problem."""
+    text = _decode(data)
+    if not text.strip():
+        raise DatasetInvalid([Problem(0, "the file is empty: no rows found")])
+    kind = _kind(text, filename)
+    records = {"csv": _csv_records, "json": _json_records, "jsonl": _jsonl_records}[kind](text)
+    return _validate(records)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DatasetInvalid(
+            [Problem(line, f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8")]
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _kind(text: str, filename: str) -> str:
+    lower = filename.lower()
+    for suffix in ("csv", "jsonl", "json"):
+        if lower.endswith("." + suffix):
+            return "jsonl" if suffix == "json" and not text.lstrip().startswith("[") else suffix
+    return "json" if text.lstrip().startswith("[") else "jsonl"
+
+
+Record = tuple[int, Any]  # (line, parsed value or a Problem)
+
+
+def _jsonl_records(text: str) -> list[Record]:
+    records: list[Record] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            records.append((number, Problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})")))
+    return records
+
+
+def _json_records(text: str) -> list[Record]:
+    """Elements of a top-level JSON array, each with the line it starts on."""
+    decoder = json.JSONDecoder()
+    start = text.index("[")
+    pos = start + 1
+    records: list[Record] = []
+    while True:
+        pos = _skip_space(text, pos)
+        if pos < len(text) and text[pos] == "]":
+            if _skip_space(text, pos + 1) != len(text):
+                raise DatasetInvalid([Problem(_line(text, pos + 1), "unexpected data after the JSON array")])
+            return records
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise DatasetInvalid(
+                [Problem(exc.lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")]
+            ) from None
+        records.append((_line(text, pos), value))
+        pos = _skip_space(text, end)
+        if pos < len(text) and text[pos] == ",":
+            pos += 1
+        elif pos >= len(text) or text[pos] != "]":
+            raise DatasetInvalid([Problem(_line(text, pos), "not valid JSON (expected ',' or ']')")])
+
+
+def _skip_space(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def _line(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
+
+
+def _csv_records(text: str) -> list[Record]:
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise DatasetInvalid([Problem(1, f"broken CSV header ({exc})")]) from None
+    missing = [name for name in ("instruction", "output") if name not in header]
+    if missing:
+        raise DatasetInvalid(
+            [
+                Problem(
+                    1,
+                    f"CSV header must name columns instruction, input (optional), output; missing {missing}",
+                )
+            ]
+        )
+    records: list[Record] = []
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            raise DatasetInvalid([Problem(reader.line_num, f"broken CSV ({exc})")]) from None
+        if None in row:
+            records.append((reader.line_num, Problem(reader.line_num, "more cells than header columns")))
+            continue
+        records.append(
+            (reader.line_num, {key: ("" if value is None else value) for key, value in row.items()})
+        )
+
+
+def _validate(records: list[Record]) -> ParsedDataset:
+    problems: list[Problem] = []
+    result = ParsedDataset(format="")
+    for line, value in records:
+        if isinstance(value, Problem):
+            problems.append(value)
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(line, f"each row must be a JSON object, got {_type_name(value)}"))
+            continue
+        row_format = "chat" if "messages" in value else "instruction"
+        result.format = result.format or row_format
+        if row_format != result.format:
+            problems.append(
+                Problem(line, f"row is in {row_format} format but earlier rows are {result.format}")
+            )
+            continue
+        check = _check_chat if row_format == "chat" else _check_instruction
+        row, row_problems = check(line, value)
+        problems.extend(row_problems)
+        if not row_problems:
+            result.rows.append(row)
+            result.lines.append(line)
+    if problems:
+        raise DatasetInvalid(problems)
+    if not result.rows:
+        raise DatasetInvalid([Problem(0, "the file is empty: no rows found")])
+    return result
+
+
+def _type_name(value: Any) -> str:
+    names = {
+        str: "a string",
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+    }
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _check_instruction(line: int, value: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    problems: list[Problem] = []
+    row: dict[str, Any] = {}
+    for name, required in (
+        ("instruction", True),
+        ("input", False),
+        ("output", True),
+        ("system", False),
+    ):
+        item = value.get(name)
+        if item is None and not required:
+            row[name] = ""
+        elif item is None:
+            problems.append(Problem(line, "missing (every row needs instruction and output)", name))
+        elif not isinstance(item, str):
+            problems.append(Problem(line, f"must be a string, got {_type_name(item)}", name))
+        elif required and not item.strip():
+            problems.append(Problem(line, "is empty", name))
+        else:
+            row[name] = item
+    if not row.get("system"):
+        row.pop("system", None)
+    return row, problems
+
+
+def _check_chat(line: int, value: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    messages = value.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return {}, [Problem(line, "must be a non-empty list of {role, content}", "messages")]
+    problems: list[Problem] = []
+    clean: list[dict[str, str]] = []
+    for index, message in enumerate(messages):
+        where = f"messages[{index}]"
+        if not isinstance(message, dict):
+            problems.append(Problem(line, f"must be an object, got {_type_name(message)}", where))
+            continue
+        role, content = message.get("role"), message.get("content")
+        if role not in ROLES:
+            problems.append(
+                Problem(line, f"role must be one of {', '.join(ROLES)}, got {role!r}", where + ".role")
+            )
+        if not isinstance(content, str):
+            problems.append(Problem(line, f"must be a string, got {_type_name(content)}", where + ".content"))
+        elif not content.strip():
+            problems.append(Problem(line, "is empty", where + ".content"))
+        if not problems:
+            clean.append({"role": str(role), "content": str(content)})
+    if not problems and clean[-1]["role"] != "assistant":
+        problems.append(Problem(line, "the last message must be the assistant's answer", "messages"))
+    if not problems and not any(m["role"] == "user" for m in clean):
+        problems.append(Problem(line, "needs at least one user message", "messages"))
+    return {"messages": clean}, problems
+
+
+def to_messages(row: dict[str, Any]) -> list[dict[str, str]]:
+    """A row of either format as chat messages (instruction + input → user, output → assistant)."""
+    if "messages" in row:
+        return list(row["messages"])
+    prompt = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
+    messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
+    return [
+        *messages,
+        {"role": "user", "content": prompt},
+        {"role": "assistant", "content": row["output"]},
+    ]

@@ -1,0 +1,112 @@
+"""HTML pages for datasets: list + upload, and one dataset's split, stats and preview."""
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from app.api.deps import SessionDep, StoreDep, commit
+from app.basemodels.service import list_models
+from app.config import get_settings
+from app.datasets import service
+from app.datasets.api import read_upload
+from app.datasets.parsing import DatasetInvalid, Problem
+from app.web import templates
+
+router = APIRouter(include_in_schema=False)
+
+
+def _list_page(
+    request: Request, session: SessionDep, problem: DatasetInvalid | None = None, status: int = 200
+) -> Response:
+    datasets, total = service.list_datasets(session=session, limit=200)
+    context = {"datasets": datasets, "total": total, "problem": problem}
+    return templates.TemplateResponse(request, "pages/datasets.html", context, status_code=status)
+
+
+@router.get("/datasets", response_class=HTMLResponse)
+def datasets_page(request: Request, session: SessionDep) -> Response:
+    return _list_page(request, session)
+
+
+@router.post("/datasets", response_class=HTMLResponse)
+async def upload_dataset(request: Request, session: SessionDep, store: StoreDep) -> Response:
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        problem = DatasetInvalid([Problem(0, "choose a file to upload")])
+        return _list_page(request, session, problem, status=422)
+    try:
+        split = float(str(form.get("validation_split") or 0.1))
+        dataset = service.create_dataset(
+            session=session,
+            store=store,
+            filename=upload.filename,
+            data=await read_upload(upload),
+            validation_split=split,
+            split_seed=int(str(form.get("split_seed") or 42)),
+        )
+    except ValueError as exc:
+        problem = exc if isinstance(exc, DatasetInvalid) else DatasetInvalid([Problem(0, str(exc))])
+        return _list_page(request, session, problem, status=422)
+    commit(session)
+    return RedirectResponse(f"/datasets/{dataset.id}", status_code=303)
+
+
+@router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
+def dataset_page(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    dataset_id: str,
+    model: str | None = None,
+    max_seq_length: int = 1024,
+) -> Response:
+    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
+    models = list_models(session=session)
+    chosen = next(
+        (m for m in models if m.id == (model or get_settings().default_base_model)),
+        models[0] if models else None,
+    )
+    stats = (
+        service.token_stats(
+            store=store, dataset=dataset, base_model=chosen, max_seq_length=max(16, max_seq_length)
+        )
+        if chosen
+        else None
+    )
+    rows, pages = service.preview(store=store, dataset=dataset, split="train", page=1)
+    context = {
+        "dataset": dataset,
+        "models": models,
+        "chosen": chosen,
+        "stats": stats,
+        "rows": rows,
+        "page": 1,
+        "pages": pages,
+        "split": "train",
+    }
+    return templates.TemplateResponse(request, "pages/dataset.html", context)
+
+
+@router.get("/datasets/{dataset_id}/rows", response_class=HTMLResponse)
+def dataset_rows(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    dataset_id: str,
+    split: str = "train",
+    page: int = 1,
+) -> Response:
+    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
+    split = split if split in service.SPLITS else "train"
+    rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
+    context = {
+        "dataset": dataset,
+        "rows": rows,
+        "page": min(max(page, 1), pages),
+        "pages": pages,
+        "split": split,
+    }
+    template = (
+        "partials/datasets/rows.html" if request.headers.get("HX-Request") else "pages/dataset_rows.html"
+    )
+    return templates.TemplateResponse(request, template, context)

@@ -1,0 +1,132 @@
+"""REST: /api/v1/fine_tuning/jobs — the OpenAI-shaped fine-tuning API."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi.responses import Response, StreamingResponse
+
+from app.api.deps import SessionDep, StoreDep, commit
+from app.config import get_settings
+from app.jobs import service
+from app.jobs.schemas import (
+    CheckpointList,
+    CheckpointPublic,
+    EventList,
+    EventPublic,
+    JobCreate,
+    JobList,
+    JobPublic,
+    MetricList,
+    MetricPoint,
+)
+from app.jobs.stream import job_events
+from app.models import JobStatus
+
+router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
+
+
+@router.post("", response_model=JobPublic, summary="Create a LoRA fine-tuning job")
+def create_job(session: SessionDep, body: JobCreate) -> JobPublic:
+    job = service.create_job(
+        session=session,
+        model=body.model,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        suffix=body.suffix,
+        seed=body.seed,
+        spec=body.hyperparameters,
+    )
+    commit(session)
+    return JobPublic.of(job)
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    session: SessionDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    status: JobStatus | None = None,
+) -> JobList:
+    jobs, has_more = service.list_jobs(session=session, after=after, limit=limit, status=status)
+    return JobList(data=[JobPublic.of(j) for j in jobs], has_more=has_more)
+
+
+@router.get("/{job_id}", response_model=JobPublic)
+def retrieve_job(session: SessionDep, job_id: str) -> JobPublic:
+    return JobPublic.of(service.get_job(session=session, job_id=job_id))
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic)
+def cancel_job(session: SessionDep, job_id: str) -> JobPublic:
+    job = service.cancel_job(session=session, job_id=job_id)
+    commit(session)
+    return JobPublic.of(job)
+
+
+@router.get("/{job_id}/events", response_model=EventList)
+def list_events(
+    session: SessionDep,
+    job_id: str,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 20,
+) -> EventList:
+    cursor = (
+        int(after.removeprefix("ftevent-")) if after and after.removeprefix("ftevent-").isdigit() else None
+    )
+    events, has_more = service.list_events(session=session, job_id=job_id, after=cursor, limit=limit)
+    return EventList(data=[EventPublic.of(e) for e in events], has_more=has_more)
+
+
+@router.get("/{job_id}/checkpoints", response_model=CheckpointList)
+def list_checkpoints(session: SessionDep, job_id: str) -> CheckpointList:
+    job = service.get_job(session=session, job_id=job_id)
+    checkpoints = service.list_checkpoints(session=session, job_id=job_id)
+    return CheckpointList(data=[CheckpointPublic.of(c, job) for c in checkpoints])
+
+
+@router.get("/{job_id}/metrics", response_model=MetricList, summary="Metric points written after a given id")
+def list_metrics(
+    session: SessionDep,
+    job_id: str,
+    after_id: int = 0,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
+) -> MetricList:
+    service.get_job(session=session, job_id=job_id)
+    points = service.metrics_since(session=session, job_id=job_id, after_id=after_id, limit=limit)
+    data = [MetricPoint(id=p.id or 0, key=p.key, step=p.step, epoch=p.epoch, value=p.value) for p in points]
+    return MetricList(data=data, last_id=data[-1].id if data else after_id)
+
+
+@router.get("/{job_id}/stream", summary="Live metrics, events and status (server-sent events)")
+def stream_job(
+    session: SessionDep,
+    job_id: str,
+    last_event_id: Annotated[str | None, Header()] = None,
+    cursor: str | None = None,
+) -> StreamingResponse:
+    service.get_job(session=session, job_id=job_id)
+    body = job_events(job_id, last_event_id or cursor, get_settings().sse_poll_seconds)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+def _zip_response(data: bytes, filename: str) -> Response:
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(data, media_type="application/zip", headers=headers)
+
+
+@router.get("/{job_id}/adapter", summary="Download the trained LoRA adapter (zip)")
+def download_adapter(session: SessionDep, store: StoreDep, job_id: str) -> Response:
+    job = service.get_job(session=session, job_id=job_id)
+    if not job.adapter_key:
+        raise HTTPException(404, f"job {job_id} has no adapter yet (status: {job.status.value})")
+    return _zip_response(store.zip_folder(job.adapter_key), f"{job_id}-adapter.zip")
+
+
+@router.get(
+    "/{job_id}/checkpoints/{checkpoint_id}/download",
+    summary="Download a checkpoint's adapter (zip)",
+)
+def download_checkpoint(session: SessionDep, store: StoreDep, job_id: str, checkpoint_id: str) -> Response:
+    checkpoint = service.get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
+    return _zip_response(store.zip_folder(checkpoint.artifact_key), f"{job_id}-step{checkpoint.step}.zip")

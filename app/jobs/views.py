@@ -1,0 +1,112 @@
+"""HTML pages for jobs: the list, the new-job form, the job page."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from app.api.deps import SessionDep, commit
+from app.basemodels.service import list_models
+from app.datasets.service import list_datasets
+from app.jobs import service
+from app.jobs.form import form_fields, parse_spec_form, spec_errors
+from app.jobs.schemas import JobPublic
+from app.models import JobStatus
+from app.web import templates
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+@router.get("/jobs", response_class=HTMLResponse)
+def jobs_page(
+    request: Request, session: SessionDep, after: str | None = None, status: str | None = None
+) -> Response:
+    wanted = JobStatus(status) if status and status in JobStatus.__members__ else None
+    jobs, has_more = service.list_jobs(session=session, after=after, limit=25, status=wanted)
+    context = {
+        "jobs": jobs,
+        "has_more": has_more,
+        "status": wanted.value if wanted else "",
+        "statuses": [s.value for s in JobStatus],
+        "progress": service.progress,
+    }
+    return templates.TemplateResponse(request, "pages/jobs.html", context)
+
+
+def _form_page(
+    request: Request,
+    session: SessionDep,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status: int = 200,
+) -> Response:
+    datasets, _ = list_datasets(session=session, limit=500)
+    context = {
+        "groups": form_fields(values.get("hyperparameters")),
+        "models": list_models(session=session),
+        "datasets": datasets,
+        "values": values,
+        "errors": errors,
+    }
+    return templates.TemplateResponse(request, "pages/job_new.html", context, status_code=status)
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job_page(request: Request, session: SessionDep, training_file: str | None = None) -> Response:
+    return _form_page(request, session, {"training_file": training_file}, {})
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+async def submit_job(request: Request, session: SessionDep) -> Response:
+    form = await request.form()
+    fields = {key: [str(v) for v in form.getlist(key)] for key in form}
+    first = {key: values[-1] for key, values in fields.items() if values}
+    values: dict[str, Any] = {**first, "hyperparameters": first}
+    try:
+        spec = parse_spec_form(fields)
+    except ValidationError as exc:
+        return _form_page(request, session, values, spec_errors(exc), status=422)
+    try:
+        job = service.create_job(
+            session=session,
+            model=first.get("model", ""),
+            training_file=first.get("training_file", ""),
+            validation_file=first.get("validation_file") or None,
+            suffix=first.get("suffix") or None,
+            seed=int(first["seed"]) if first.get("seed", "").isdigit() else None,
+            spec=spec,
+        )
+    except service.InvalidJobRequest as exc:
+        return _form_page(request, session, values, {exc.param: str(exc)}, status=400)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
+    job = service.get_job(session=session, job_id=job_id)
+    events, _ = service.list_events(session=session, job_id=job_id, limit=200)
+    context = {
+        "job": job,
+        "public": JobPublic.of(job),
+        "progress": service.progress(job),
+        "events": list(reversed(events)),
+        "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
+    }
+    return templates.TemplateResponse(request, "pages/job.html", context)
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job_form(session: SessionDep, job_id: str) -> Response:
+    service.cancel_job(session=session, job_id=job_id)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}/checkpoints", response_class=HTMLResponse)
+def checkpoints_partial(request: Request, session: SessionDep, job_id: str) -> Response:
+    job = service.get_job(session=session, job_id=job_id)
+    context = {"job": job, "checkpoints": service.list_checkpoints(session=session, job_id=job_id)}
+    return templates.TemplateResponse(request, "partials/jobs/checkpoints.html", context)

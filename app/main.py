@@ -1,0 +1,35 @@
+"""The FastAPI application: REST API under /api/v1, HTML pages under /."""
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.api.errors import install_error_handlers
+from app.basemodels import api as models_api
+from app.basemodels import views as models_views
+from app.datasets import api as files_api
+from app.datasets import views as datasets_views
+from app.jobs import api as jobs_api
+from app.jobs import views as jobs_views
+from app.paths import resource_dir
+
+
+def create_app() -> FastAPI:
+    """Build the web application (routes, static files, error handlers)."""
+    app = FastAPI(
+        title="tunedeck",
+        version="0.1.0",
+        description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
+    )
+    for module in (files_api, jobs_api, models_api, jobs_views, datasets_views, models_views):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
+    install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()

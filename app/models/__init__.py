@@ -1,0 +1,7 @@
+"""Database tables. Alembic (``migrations/``) owns the schema; these describe it."""
+
+from app.models.base_model import BaseModelRecord
+from app.models.dataset import DatasetFile
+from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Metric
+
+__all__ = ["BaseModelRecord", "Checkpoint", "DatasetFile", "Job", "JobEvent", "JobStatus", "Metric"]

@@ -1,0 +1,29 @@
+"""Uploaded training / validation files (OpenAI's "files"), validated and normalised."""
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.timeutil import UTCDateTime, utcnow
+
+
+class DatasetFile(SQLModel, table=True):
+    """One uploaded dataset. Its rows live in the artifact store under ``files/<id>/``."""
+
+    __tablename__ = "files"
+
+    id: str = Field(primary_key=True, max_length=64)
+    filename: str = Field(max_length=255)
+    purpose: str = Field(default="fine-tune", max_length=32)
+    bytes: int = Field(sa_type=sa.BigInteger)
+    format: str = Field(max_length=16, description="instruction or chat")
+    rows: int = Field(description="Rows kept after removing exact duplicates")
+    duplicates_removed: int = 0
+    train_rows: int
+    validation_rows: int
+    validation_split: float = Field(description="Share of rows held out for validation")
+    split_seed: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    info: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)

@@ -1,0 +1,111 @@
+"""Fine-tuning jobs and what they produce: events, metric points, checkpoints."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.timeutil import UTCDateTime, utcnow
+
+
+class JobStatus(StrEnum):
+    """Job states, named as in the OpenAI fine-tuning API."""
+
+    validating_files = "validating_files"
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+class Job(SQLModel, table=True):
+    """A LoRA fine-tuning job. The database, not the queue, owns its state."""
+
+    __tablename__ = "jobs"
+
+    id: str = Field(primary_key=True, max_length=64)
+    model: str = Field(max_length=128, index=True, description="Base model id")
+    training_file: str = Field(max_length=64, index=True)
+    validation_file: str | None = Field(default=None, max_length=64)
+    suffix: str | None = Field(default=None, max_length=64)
+    seed: int = 42
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    status: JobStatus = Field(
+        default=JobStatus.queued,
+        index=True,
+        sa_type=sa.Enum(JobStatus, native_enum=False, length=32, create_constraint=False),
+    )
+    error: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    cancel_requested: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
+    started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    worker: str | None = Field(default=None, max_length=255)
+    step: int = 0
+    total_steps: int | None = None
+    epoch: float | None = None
+    trained_tokens: int | None = Field(default=None, sa_type=sa.BigInteger)
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    fine_tuned_model: str | None = Field(default=None, max_length=255)
+    adapter_key: str | None = Field(default=None, max_length=512, description="Artifact-store folder")
+
+
+class JobEvent(SQLModel, table=True):
+    """A line of a job's event log (OpenAI's fine_tuning.job.event)."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (sa.Index("ix_job_events_job_id_id", "job_id", "id"),)
+
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    )
+    job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    level: str = Field(default="info", max_length=16)
+    type: str = Field(default="message", max_length=16, description="message or metrics")
+    message: str = Field(max_length=2000)
+    data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+
+
+class Metric(SQLModel, table=True):
+    """One metric value at one step: an append-only series per (job, key), like mlflow's."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (sa.Index("ix_metrics_job_id_id", "job_id", "id"),)
+
+    id: int | None = Field(
+        default=None, primary_key=True, sa_type=sa.BigInteger().with_variant(sa.Integer, "sqlite")
+    )
+    job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE")
+    key: str = Field(max_length=64)
+    step: int
+    epoch: float | None = None
+    value: float
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Checkpoint(SQLModel, table=True):
+    """An adapter saved during training (OpenAI's fine_tuning.job.checkpoint)."""
+
+    __tablename__ = "checkpoints"
+
+    id: str = Field(primary_key=True, max_length=64)
+    job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE", index=True)
+    step: int
+    epoch: float | None = None
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    artifact_key: str = Field(max_length=512)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

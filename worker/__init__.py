@@ -1,0 +1,1 @@
+"""tunedeck's GPU side: Celery tasks, the training pipeline, model conversion."""

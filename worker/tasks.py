@@ -1,0 +1,14 @@
+"""Thin Celery tasks: they take ids and hand over to the pipeline."""
+
+import socket
+
+from app.queue import TRAIN_TASK
+from worker.celery_app import celery
+
+
+@celery.task(name=TRAIN_TASK, bind=True)
+def train(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
+    """Run fine-tuning job ``job_id`` if it is still waiting; return its final status."""
+    from worker.training.runner import run_job
+
+    return run_job(job_id, worker_name=self.request.hostname or socket.gethostname())

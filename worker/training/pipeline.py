@@ -1,0 +1,190 @@
+"""LoRA SFT with transformers + peft + trl: the only place that builds LoraConfig / SFTConfig."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from peft import LoraConfig, prepare_model_for_kbit_training
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedTokenizerBase,
+    set_seed,
+)
+from trl import SFTConfig, SFTTrainer
+
+from app.spec import TrainingSpec
+from worker.training.callbacks import ReportingCallback
+from worker.training.data import to_prompt_completion
+from worker.training.reporting import JobReporter
+
+
+class ModelLoadError(RuntimeError):
+    """The base model could not be loaded."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where training runs and in which precision."""
+
+    cuda: bool
+    dtype: torch.dtype
+
+    @property
+    def name(self) -> str:
+        return torch.cuda.get_device_name(0) if self.cuda else "cpu"
+
+
+def pick_device(precision: str) -> Device:
+    """auto: bf16 where the GPU supports it, else fp16 on GPU; fp32 on CPU."""
+    cuda = torch.cuda.is_available()
+    if precision == "auto":
+        if not cuda:
+            return Device(False, torch.float32)
+        return Device(True, torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return Device(cuda, {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision])
+
+
+def load_tokenizer(model_path: str, reporter: JobReporter | None = None) -> PreTrainedTokenizerBase:
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+        if reporter:
+            reporter.event(
+                f"The tokenizer had no pad token; padding with eos {tokenizer.eos_token!r}",
+                level="warning",
+            )
+    return tokenizer
+
+
+def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote_code: bool = False) -> Any:
+    """The base model, quantized with bitsandbytes when the spec asks, frozen."""
+    quantization = None
+    if spec.quantization == "4bit":
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=device.dtype,
+        )
+    elif spec.quantization == "8bit":
+        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            model_path,
+            dtype=device.dtype,
+            quantization_config=quantization,
+            device_map={"": 0} if device.cuda else None,
+            trust_remote_code=trust_remote_code,
+        )
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(f"could not load base model from {model_path}: {exc}") from exc
+    if quantization is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
+    model.config.use_cache = False
+    return model
+
+
+def lora_config(spec: TrainingSpec) -> LoraConfig:
+    return LoraConfig(
+        r=spec.r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.resolved_target_modules(),
+        bias=spec.bias,
+        task_type="CAUSAL_LM",
+    )
+
+
+def sft_config(
+    spec: TrainingSpec, *, output_dir: Path, device: Device, seed: int, has_eval: bool
+) -> SFTConfig:
+    eval_strategy = ("steps" if spec.eval_steps else "epoch") if has_eval else "no"
+    return SFTConfig(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=spec.batch_size,
+        per_device_eval_batch_size=spec.batch_size,
+        gradient_accumulation_steps=spec.gradient_accumulation_steps,
+        learning_rate=spec.learning_rate,
+        weight_decay=spec.weight_decay,
+        num_train_epochs=spec.n_epochs,
+        max_steps=spec.max_steps or -1,
+        warmup_steps=spec.warmup_ratio,  # a float below 1 is a ratio of all steps
+        lr_scheduler_type=spec.lr_scheduler_type,
+        max_length=spec.max_seq_length,
+        completion_only_loss=True,
+        logging_steps=spec.logging_steps,
+        logging_first_step=True,
+        eval_strategy=eval_strategy,
+        eval_steps=spec.eval_steps,
+        save_strategy="epoch",
+        save_only_model=True,
+        gradient_checkpointing=spec.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+        bf16=device.dtype == torch.bfloat16,
+        fp16=device.dtype == torch.float16,
+        use_cpu=not device.cuda,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    cancelled: bool
+    global_step: int
+
+
+def train_adapter(
+    *,
+    spec: TrainingSpec,
+    model_path: str,
+    train_rows: list[dict[str, Any]],
+    validation_rows: list[dict[str, Any]],
+    work_dir: Path,
+    adapter_dir: Path,
+    checkpoint_key: str,
+    reporter: JobReporter,
+    seed: int,
+    trust_remote_code: bool = False,
+) -> TrainOutcome:
+    """Train a LoRA adapter; save it into ``adapter_dir`` unless cancelled."""
+    set_seed(seed)
+    device = pick_device(spec.precision)
+    reporter.event(
+        f"Loading base model on {device.name} ({str(device.dtype).removeprefix('torch.')}, "
+        f"quantization {spec.quantization})"
+    )
+    tokenizer = load_tokenizer(model_path, reporter)
+    model = load_model(model_path, spec, device, trust_remote_code)
+    callback = ReportingCallback(reporter, checkpoint_key)
+    trainer = SFTTrainer(
+        model=model,
+        args=sft_config(spec, output_dir=work_dir, device=device, seed=seed, has_eval=bool(validation_rows)),
+        train_dataset=Dataset.from_list([to_prompt_completion(r) for r in train_rows]),
+        eval_dataset=Dataset.from_list([to_prompt_completion(r) for r in validation_rows])
+        if validation_rows
+        else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(spec),
+        callbacks=[callback],
+    )
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    reporter.event(
+        f"trainable params: {trainable:,} || all params: {total:,} || "
+        f"trainable%: {100 * trainable / total:.4f}",
+        data={"trainable_params": trainable, "total_params": total},
+    )
+    if reporter.cancel_requested():
+        return TrainOutcome(cancelled=True, global_step=0)
+    trainer.train()
+    if callback.cancelled:
+        return TrainOutcome(cancelled=True, global_step=trainer.state.global_step)
+    trainer.model.save_pretrained(str(adapter_dir))
+    return TrainOutcome(cancelled=False, global_step=trainer.state.global_step)
