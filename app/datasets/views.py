@@ -1,6 +1,7 @@
 """HTML pages for datasets: list + upload, and one dataset's split, stats and preview."""
 
-from fastapi import APIRouter, Request, UploadFile
+from fastapi import APIRouter, Request
+from starlette.datastructures import UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import SessionDep, StoreDep, commit

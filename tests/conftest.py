@@ -1,0 +1,112 @@
+"""Fixtures: a real database (SQLite file, or Postgres when TUNEDECK_TEST_DATABASE_URL is set),
+migrated with Alembic; the real app; a tiny random Llama built once per session."""
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app.config import get_settings
+from tests.tiny_model import build_tiny_llama
+
+TEST_DATABASE_URL = os.environ.get("TUNEDECK_TEST_DATABASE_URL")
+TEST_REDIS_URL = os.environ.get("TUNEDECK_TEST_REDIS_URL")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> str:
+    """The CI Postgres; a test that asks for it fails (not skips) when it is set but down."""
+    if not TEST_DATABASE_URL:
+        pytest.skip("TUNEDECK_TEST_DATABASE_URL is not set")
+    engine = sa.create_engine(_psycopg(TEST_DATABASE_URL))
+    with engine.connect() as connection:  # raises when the server is unreachable: a failure
+        connection.execute(sa.text("select 1"))
+    engine.dispose()
+    return TEST_DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not TEST_REDIS_URL:
+        pytest.skip("TUNEDECK_TEST_REDIS_URL is not set")
+    import redis
+
+    redis.Redis.from_url(TEST_REDIS_URL).ping()  # raises when unreachable: a failure
+    return TEST_REDIS_URL
+
+
+def _psycopg(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+@pytest.fixture
+def postgres_database(postgres_server_url: str) -> Iterator[str]:
+    """A fresh, empty Postgres database for one test, dropped afterwards."""
+    name = f"tunedeck_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(_psycopg(postgres_server_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database-backed test runs on a SQLite file and, in CI, on Postgres too."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tunedeck.db'}"
+    return request.getfixturevalue("postgres_database")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def configured(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str) -> Iterator[Path]:
+    """Settings pointing at this test's data dir and database, schema migrated."""
+    from app.db import migrate
+
+    monkeypatch.setenv("TUNEDECK_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("TUNEDECK_QUEUE", f"test-{uuid.uuid4().hex[:8]}")
+    get_settings.cache_clear()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    migrate()
+    yield data_dir
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def client(configured: Path) -> Iterator[TestClient]:
+    from app.main import create_app
+
+    with TestClient(create_app()) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def tiny_model(configured: Path, tiny_model_dir: Path) -> str:
+    """The tiny Llama registered as base model ``tiny-llama``."""
+    from app.basemodels.service import register_model
+    from app.db import session_scope
+
+    with session_scope() as session:
+        register_model(session=session, name="tiny-llama", folder=tiny_model_dir)
+    return "tiny-llama"

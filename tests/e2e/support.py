@@ -1,0 +1,153 @@
+"""Real processes for end-to-end tests: a `tunedeck run` instance and a browser-like SSE client."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Instance:
+    """`tunedeck run` on its own data dir and port (web + Celery worker), stopped with Ctrl-C."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        self.env.update({"TUNEDECK_DATA_DIR": str(data_dir), **(env or {})})
+        self.log_path = data_dir.parent / f"{data_dir.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TUNEDECK, *args], env=self.env, capture_output=True, text=True, check=True)
+
+    def start(self, timeout: float = 300) -> "Instance":
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "wb")  # noqa: SIM115  (closed with the process)
+        self.proc = subprocess.Popen(
+            [TUNEDECK, "run", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"tunedeck run exited:\n{self.log()}"
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"tunedeck did not start:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+
+@dataclass
+class SseMessage:
+    id: str | None
+    event: str
+    data: Any
+
+
+def sse_messages(url: str, last_event_id: str | None = None, read_timeout: float = 60) -> Iterator[SseMessage]:
+    """Parse a text/event-stream the way a browser's EventSource does."""
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    timeout = httpx.Timeout(10, read=read_timeout)
+    with httpx.stream("GET", url, headers=headers, timeout=timeout) as response:
+        response.raise_for_status()
+        event, data, event_id = "message", [], None
+        for line in response.iter_lines():
+            if line == "":
+                if data:
+                    yield SseMessage(event_id, event, json.loads("\n".join(data)))
+                event, data = "message", []
+            elif line.startswith("data:"):
+                data.append(line[5:].strip())
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("id:"):
+                event_id = line[3:].strip()
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.2, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {message}")
+
+
+INSTRUCTION_ROWS = [
+    {"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}
+    for a in range(8) for b in range(5)
+]
+
+
+def upload_rows(client: httpx.Client, rows: list[dict[str, str]] = INSTRUCTION_ROWS) -> str:
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    response = client.post("/api/v1/files", files={"file": ("sums.jsonl", data)}, data={"purpose": "fine-tune"})
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+ADAPTER_CHECK = r"""
+import json, sys, torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from peft import PeftModel
+base_dir, adapter_dir = sys.argv[1], sys.argv[2]
+tok = AutoTokenizer.from_pretrained(base_dir)
+ids = tok.apply_chat_template([{"role": "user", "content": "What is 3 plus 4?"}], add_generation_prompt=True,
+                              return_tensors="pt", return_dict=True)
+base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32).eval()
+with torch.no_grad():
+    base_logits = base(**ids).logits
+    base_out = base.generate(**ids, max_new_tokens=8, do_sample=False)
+tuned = PeftModel.from_pretrained(base, adapter_dir).eval()
+with torch.no_grad():
+    tuned_logits = tuned(**ids).logits
+    tuned_out = tuned.generate(**ids, max_new_tokens=8, do_sample=False)
+print(json.dumps({"max_logit_diff": (tuned_logits - base_logits).abs().max().item(),
+                  "base": tok.decode(base_out[0]), "tuned": tok.decode(tuned_out[0])}))
+"""
+
+
+def check_adapter_in_fresh_process(base_dir: Path, adapter_dir: Path) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", ADAPTER_CHECK, str(base_dir), str(adapter_dir)],
+        capture_output=True, text=True, check=True, timeout=300,
+    )
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
