@@ -13,9 +13,21 @@ def upload(client: TestClient, rows: list[dict[str, str]]) -> str:
 
 def test_every_page_renders(client: TestClient, tiny_model: str) -> None:
     file_id = upload(client, [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(30)])
-    job_id = client.post("/api/v1/fine_tuning/jobs", json={"model": tiny_model, "training_file": file_id}).json()["id"]
-    for path in ("/", "/jobs", "/jobs?status=queued", "/jobs/new", "/datasets", f"/datasets/{file_id}",
-                 f"/datasets/{file_id}/rows?split=validation", "/models", f"/jobs/{job_id}", "/docs"):
+    job_id = client.post(
+        "/api/v1/fine_tuning/jobs", json={"model": tiny_model, "training_file": file_id}
+    ).json()["id"]
+    for path in (
+        "/",
+        "/jobs",
+        "/jobs?status=queued",
+        "/jobs/new",
+        "/datasets",
+        f"/datasets/{file_id}",
+        f"/datasets/{file_id}/rows?split=validation",
+        "/models",
+        f"/jobs/{job_id}",
+        "/docs",
+    ):
         response = client.get(path)
         assert response.status_code == 200, path
     job_page = client.get(f"/jobs/{job_id}").text
@@ -31,13 +43,23 @@ def test_new_job_form_shows_every_spec_field_with_its_help(client: TestClient, t
     for name, info in TrainingSpec.model_fields.items():
         assert f'name="{name}"' in page, name
         assert str(info.description).replace("'", "&#39;") in page, name
-    assert re.search(r'name="r"[^>]*value="8"', page) and re.search(r'name="learning_rate"[^>]*value="0.0001"', page)
+    assert re.search(r'name="r"[^>]*value="8"', page) and re.search(
+        r'name="learning_rate"[^>]*value="0.0001"', page
+    )
 
 
 def test_form_submission_creates_job_and_errors_are_shown(client: TestClient, tiny_model: str) -> None:
     file_id = upload(client, [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(10)])
-    form = {"model": tiny_model, "training_file": file_id, "r": "16", "lora_alpha": "32", "learning_rate": "0.0002",
-            "gradient_checkpointing": ["false", "true"], "target_modules": "attention+mlp", "seed": "7"}
+    form = {
+        "model": tiny_model,
+        "training_file": file_id,
+        "r": "16",
+        "lora_alpha": "32",
+        "learning_rate": "0.0002",
+        "gradient_checkpointing": ["false", "true"],
+        "target_modules": "attention+mlp",
+        "seed": "7",
+    }
     response = client.post("/jobs", data=form, follow_redirects=False)
     assert response.status_code == 303
     job = client.get("/api/v1/fine_tuning/jobs" + response.headers["location"].removeprefix("/jobs")).json()
@@ -45,7 +67,11 @@ def test_form_submission_creates_job_and_errors_are_shown(client: TestClient, ti
     assert job["hyperparameters"]["gradient_checkpointing"] is True
     assert job["hyperparameters"]["target_modules"] == "attention+mlp"
     bad = client.post("/jobs", data={**form, "r": "0", "gradient_checkpointing": "false"})
-    assert bad.status_code == 422 and "Please fix 1 field" in bad.text and "greater than or equal to 1" in bad.text
+    assert (
+        bad.status_code == 422
+        and "Please fix 1 field" in bad.text
+        and "greater than or equal to 1" in bad.text
+    )
 
 
 def test_bad_upload_from_the_page_lists_problems(client: TestClient) -> None:
@@ -55,9 +81,15 @@ def test_bad_upload_from_the_page_lists_problems(client: TestClient) -> None:
 
 
 def test_user_text_is_escaped(client: TestClient, tiny_model: str) -> None:
-    file_id = upload(client, [{"instruction": "<script>alert(1)</script>", "output": "<img src=x onerror=alert(2)>"}] * 1
-                     + [{"instruction": f"q{i}", "output": "a"} for i in range(20)])
-    page = client.get(f"/datasets/{file_id}/rows?split=train&page=1").text + client.get(f"/datasets/{file_id}/rows?split=validation").text
+    file_id = upload(
+        client,
+        [{"instruction": "<script>alert(1)</script>", "output": "<img src=x onerror=alert(2)>"}] * 1
+        + [{"instruction": f"q{i}", "output": "a"} for i in range(20)],
+    )
+    page = (
+        client.get(f"/datasets/{file_id}/rows?split=train&page=1").text
+        + client.get(f"/datasets/{file_id}/rows?split=validation").text
+    )
     assert "<script>alert(1)" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 

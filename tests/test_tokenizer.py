@@ -13,12 +13,18 @@ def test_counts_match_transformers(tiny_model_dir: Path) -> None:
     ours = ChatTokenizer(tiny_model_dir)
     rows = [
         {"instruction": "Translate to French.", "input": "Good morning", "output": "Bonjour"},
-        {"instruction": "Write a haiku.", "input": "", "output": "Loss falls step by step\nthe adapter learns"},
-        {"messages": [
-            {"role": "system", "content": "Be brief."},
-            {"role": "user", "content": "Capital of France?"},
-            {"role": "assistant", "content": "Paris."},
-        ]},
+        {
+            "instruction": "Write a haiku.",
+            "input": "",
+            "output": "Loss falls step by step\nthe adapter learns",
+        },
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Capital of France?"},
+                {"role": "assistant", "content": "Paris."},
+            ]
+        },
     ]
     for row in rows:
         messages = to_messages(row)
@@ -31,6 +37,9 @@ def test_web_side_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = "import sys, app.main, app.cli; bad = [m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules]; print(bad)"
+    code = (
+        "import sys, app.main, app.cli; "
+        "print([m for m in ('torch', 'transformers', 'peft', 'trl') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

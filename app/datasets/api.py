@@ -3,6 +3,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, UploadFile
+from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.basemodels.service import get_model
@@ -13,7 +14,7 @@ from app.datasets.schemas import FileList, FilePublic, RowsPage, TokenStatsPubli
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
 
-async def read_upload(upload: UploadFile) -> bytes:
+async def read_upload(upload: StarletteUpload) -> bytes:
     """The uploaded bytes, refusing (413) anything over the configured limit."""
     limit = get_settings().max_upload_bytes
     chunks, size = [], 0

@@ -106,6 +106,14 @@ def list_datasets(*, session: Session, limit: int = 100, offset: int = 0) -> tup
     return list(session.exec(query).all()), int(total)
 
 
+def dataset_filenames(*, session: Session, ids: set[str]) -> dict[str, str]:
+    """File id → uploaded name, for lists that show datasets by name."""
+    if not ids:
+        return {}
+    query = select(DatasetFile.id, DatasetFile.filename).where(col(DatasetFile.id).in_(ids))
+    return dict(session.exec(query).all())
+
+
 def read_split(*, store: LocalArtifactStore, dataset_id: str, split: str) -> list[dict[str, Any]]:
     """The normalised rows of one split."""
     if split not in SPLITS:

@@ -1,8 +1,8 @@
 """HTML pages for datasets: list + upload, and one dataset's split, stats and preview."""
 
 from fastapi import APIRouter, Request
-from starlette.datastructures import UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.basemodels.service import list_models

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from app.api.deps import SessionDep, commit
 from app.basemodels.service import list_models
-from app.datasets.service import list_datasets
+from app.datasets.service import dataset_filenames, list_datasets
 from app.jobs import service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.schemas import JobPublic
@@ -31,6 +31,8 @@ def jobs_page(
         "status": wanted.value if wanted else "",
         "statuses": [s.value for s in JobStatus],
         "progress": service.progress,
+        "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs}),
+        "active": any(not j.status.is_terminal for j in jobs),
     }
     return templates.TemplateResponse(request, "pages/jobs.html", context)
 

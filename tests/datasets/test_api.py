@@ -55,7 +55,12 @@ def test_split_ratio_and_seed_are_configurable(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("data", "name", "line", "field"),
     [
-        (b'{"instruction": "a", "output": "b"}\n{"instruction": "\xff", "output": "b"}\n', "d.jsonl", 2, None),
+        (
+            b'{"instruction": "a", "output": "b"}\n{"instruction": "\xff", "output": "b"}\n',
+            "d.jsonl",
+            2,
+            None,
+        ),
         (b'{"instruction": "a", "output": "b"}\n{"instruction": "a", "output"\n', "d.jsonl", 2, None),
         (b'{"instruction": "a", "output": "b"}\n{"instruction": "a"}\n', "d.jsonl", 2, "output"),
         (b'{"instruction": "", "output": "b"}\n', "d.jsonl", 1, "instruction"),
@@ -63,7 +68,15 @@ def test_split_ratio_and_seed_are_configurable(client: TestClient) -> None:
         (b"", "d.jsonl", 0, None),
         (b"instruction,input,output\na,,b\n,,c\n", "d.csv", 3, "instruction"),
     ],
-    ids=["invalid-utf8", "broken-json", "missing-output", "empty-instruction", "wrong-type", "empty-file", "csv-empty"],
+    ids=[
+        "invalid-utf8",
+        "broken-json",
+        "missing-output",
+        "empty-instruction",
+        "wrong-type",
+        "empty-file",
+        "csv-empty",
+    ],
 )
 def test_bad_datasets_get_422_with_line_and_nothing_is_stored(
     client: TestClient, configured: Path, data: bytes, name: str, line: int, field: str | None
@@ -77,7 +90,9 @@ def test_bad_datasets_get_422_with_line_and_nothing_is_stored(
     assert stored_nothing(configured)
 
 
-def test_upload_over_the_size_limit_is_413(client: TestClient, configured: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_upload_over_the_size_limit_is_413(
+    client: TestClient, configured: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from app.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MAX_UPLOAD_BYTES", "1000")
@@ -87,10 +102,14 @@ def test_upload_over_the_size_limit_is_413(client: TestClient, configured: Path,
     assert stored_nothing(configured)
 
 
-def test_token_stats_use_the_model_tokenizer_after_the_chat_template(client: TestClient, tiny_model: str) -> None:
+def test_token_stats_use_the_model_tokenizer_after_the_chat_template(
+    client: TestClient, tiny_model: str
+) -> None:
     long_row = {"instruction": "Repeat", "input": "", "output": "word " * 300}
     file_id = upload(client, jsonl([*rows(19), long_row])).json()["id"]
-    stats = client.get(f"/api/v1/files/{file_id}/stats", params={"model": tiny_model, "max_seq_length": 128}).json()
+    stats = client.get(
+        f"/api/v1/files/{file_id}/stats", params={"model": tiny_model, "max_seq_length": 128}
+    ).json()
     assert stats["rows"] == 20
     assert stats["min"] > 20  # the template's system prompt and role markers count
     assert stats["max"] > 300 and stats["truncated"] == 1
@@ -110,5 +129,8 @@ def test_unknown_file_is_404(client: TestClient) -> None:
     response = client.get("/api/v1/files/file-nope")
     assert response.status_code == 404
     assert response.json()["error"] == {
-        "message": "no file with id 'file-nope'", "type": "not_found_error", "param": None, "code": "not_found"
+        "message": "no file with id 'file-nope'",
+        "type": "not_found_error",
+        "param": None,
+        "code": "not_found",
     }

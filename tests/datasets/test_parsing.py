@@ -54,11 +54,19 @@ def test_broken_json_array_names_the_line() -> None:
 
 def test_missing_and_empty_fields_each_reported() -> None:
     data = jsonl(GOOD, {"instruction": "x"}, {"instruction": " ", "output": "y"}, {"output": "z"})
-    assert [(line, field) for line, field, _ in problems(data)] == [(2, "output"), (3, "instruction"), (4, "instruction")]
+    assert [(line, field) for line, field, _ in problems(data)] == [
+        (2, "output"),
+        (3, "instruction"),
+        (4, "instruction"),
+    ]
 
 
 def test_wrong_types() -> None:
-    data = jsonl({"instruction": "x", "output": 5}, ["not", "an", "object"], {"instruction": "x", "input": 3, "output": "y"})
+    data = jsonl(
+        {"instruction": "x", "output": 5},
+        ["not", "an", "object"],
+        {"instruction": "x", "input": 3, "output": "y"},
+    )
     found = problems(data)
     assert found[0] == (1, "output", "must be a string, got a number")
     assert found[1][0] == 2 and "JSON object" in found[1][2]

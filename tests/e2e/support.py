@@ -43,7 +43,9 @@ class Instance:
         log = open(self.log_path, "wb")  # noqa: SIM115  (closed with the process)
         self.proc = subprocess.Popen(
             [TUNEDECK, "run", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -79,7 +81,9 @@ class SseMessage:
     data: Any
 
 
-def sse_messages(url: str, last_event_id: str | None = None, read_timeout: float = 60) -> Iterator[SseMessage]:
+def sse_messages(
+    url: str, last_event_id: str | None = None, read_timeout: float = 60
+) -> Iterator[SseMessage]:
     """Parse a text/event-stream the way a browser's EventSource does."""
     headers = {"Accept": "text/event-stream"}
     if last_event_id:
@@ -113,13 +117,16 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.2, message: str
 
 INSTRUCTION_ROWS = [
     {"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}
-    for a in range(8) for b in range(5)
+    for a in range(8)
+    for b in range(5)
 ]
 
 
 def upload_rows(client: httpx.Client, rows: list[dict[str, str]] = INSTRUCTION_ROWS) -> str:
     data = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    response = client.post("/api/v1/files", files={"file": ("sums.jsonl", data)}, data={"purpose": "fine-tune"})
+    response = client.post(
+        "/api/v1/files", files={"file": ("sums.jsonl", data)}, data={"purpose": "fine-tune"}
+    )
     response.raise_for_status()
     return str(response.json()["id"])
 
@@ -148,6 +155,9 @@ print(json.dumps({"max_logit_diff": (tuned_logits - base_logits).abs().max().ite
 def check_adapter_in_fresh_process(base_dir: Path, adapter_dir: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", ADAPTER_CHECK, str(base_dir), str(adapter_dir)],
-        capture_output=True, text=True, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -29,17 +29,27 @@ TINY_JOB = {
 def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Instance]:
     """SQLite + the embedded filesystem broker: what `make run` starts."""
     instance = Instance(tmp_path_factory.mktemp("embedded") / "data")
-    instance.cli("models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir))
+    instance.cli(
+        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
+    )
     yield instance.start()
     instance.stop()
 
 
 @pytest.fixture
-def services(tmp_path: Path, tiny_model_dir: Path, postgres_database: str, redis_url: str) -> Iterator[Instance]:
+def services(
+    tmp_path: Path, tiny_model_dir: Path, postgres_database: str, redis_url: str
+) -> Iterator[Instance]:
     """The same command on Postgres + Redis."""
-    env = {"DATABASE_URL": postgres_database, "REDIS_URL": redis_url, "TUNEDECK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}"}
+    env = {
+        "DATABASE_URL": postgres_database,
+        "REDIS_URL": redis_url,
+        "TUNEDECK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
+    }
     instance = Instance(tmp_path / "data", env)
-    instance.cli("models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir))
+    instance.cli(
+        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
+    )
     yield instance.start()
     instance.stop()
 
@@ -105,7 +115,9 @@ def run_spine(instance: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
     assert result["max_logit_diff"] > 1e-3, result
 
 
-def test_spine_on_sqlite_and_embedded_broker(embedded: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_spine_on_sqlite_and_embedded_broker(
+    embedded: Instance, tiny_model_dir: Path, tmp_path: Path
+) -> None:
     run_spine(embedded, tiny_model_dir, tmp_path)
 
 
@@ -119,16 +131,20 @@ def test_cancel_running_job_stops_within_a_few_steps_and_frees_the_worker(embedd
         file_id = upload_rows(client)
         long_job = {**TINY_JOB, "n_epochs": 200}
         job_id = client.post(
-            "/api/v1/fine_tuning/jobs", json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": long_job}
+            "/api/v1/fine_tuning/jobs",
+            json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": long_job},
         ).json()["id"]
         url = f"/api/v1/fine_tuning/jobs/{job_id}"
         running = wait_for(
             lambda: (j := client.get(url).json())["status"] == "running" and j["progress"]["step"] >= 3 and j,
-            timeout=120, message="the job to run a few steps",
+            timeout=120,
+            message="the job to run a few steps",
         )
         asked_at = time.monotonic()
         assert client.post(url + "/cancel").json()["cancel_requested"] is True
-        final = wait_for(lambda: (j := client.get(url).json())["status"] == "cancelled" and j, timeout=60, message="cancel")
+        final = wait_for(
+            lambda: (j := client.get(url).json())["status"] == "cancelled" and j, timeout=60, message="cancel"
+        )
         assert time.monotonic() - asked_at < 30
         steps = [p["step"] for p in client.get(url + "/metrics").json()["data"] if p["key"] == "train_loss"]
         assert max(steps) <= running["progress"]["step"] + 5, (max(steps), running["progress"]["step"])
@@ -139,11 +155,17 @@ def test_cancel_running_job_stops_within_a_few_steps_and_frees_the_worker(embedd
         # The worker is free: the next job runs to the end.
         quick = {**TINY_JOB, "n_epochs": 1}
         next_id = client.post(
-            "/api/v1/fine_tuning/jobs", json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": quick}
+            "/api/v1/fine_tuning/jobs",
+            json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": quick},
         ).json()["id"]
         done = wait_for(
-            lambda: (j := client.get(f"/api/v1/fine_tuning/jobs/{next_id}").json())["status"] in ("succeeded", "failed") and j,
-            timeout=120, message="the next job",
+            lambda: (
+                (j := client.get(f"/api/v1/fine_tuning/jobs/{next_id}").json())["status"]
+                in ("succeeded", "failed")
+                and j
+            ),
+            timeout=120,
+            message="the next job",
         )
         assert done["status"] == "succeeded", done["error"]
 
@@ -153,16 +175,28 @@ def test_smollm2_trains_on_cpu_and_train_loss_falls(embedded: Instance) -> None:
     with embedded.client() as client:
         models = {m["id"] for m in client.get("/api/v1/models").json()["data"]}
         assert "smollm2-135m-instruct" in models
-        demo = next(f for f in client.get("/api/v1/files").json()["data"] if f["filename"] == "demo-lora-faq.jsonl")
-        spec = {"max_steps": 10, "batch_size": 4, "gradient_accumulation_steps": 1, "learning_rate": 5e-4,
-                "logging_steps": 1, "max_seq_length": 256, "gradient_checkpointing": False, "warmup_ratio": 0}
+        demo = next(
+            f for f in client.get("/api/v1/files").json()["data"] if f["filename"] == "demo-lora-faq.jsonl"
+        )
+        spec = {
+            "max_steps": 10,
+            "batch_size": 4,
+            "gradient_accumulation_steps": 1,
+            "learning_rate": 5e-4,
+            "logging_steps": 1,
+            "max_seq_length": 256,
+            "gradient_checkpointing": False,
+            "warmup_ratio": 0,
+        }
         job_id = client.post(
             "/api/v1/fine_tuning/jobs",
             json={"model": "smollm2-135m-instruct", "training_file": demo["id"], "hyperparameters": spec},
         ).json()["id"]
         url = f"/api/v1/fine_tuning/jobs/{job_id}"
         job = wait_for(
-            lambda: (j := client.get(url).json())["status"] in ("succeeded", "failed") and j, timeout=600, message="SmolLM2"
+            lambda: (j := client.get(url).json())["status"] in ("succeeded", "failed") and j,
+            timeout=600,
+            message="SmolLM2",
         )
         assert job["status"] == "succeeded", job["error"]
         losses = [p["value"] for p in client.get(url + "/metrics").json()["data"] if p["key"] == "train_loss"]

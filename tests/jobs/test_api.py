@@ -25,7 +25,12 @@ def test_create_job_with_seed_defaults(client: TestClient, tiny_model: str) -> N
     assert job["status"] == "queued" and job["seed"] == 42 and job["suffix"] == "demo"
     hp = job["hyperparameters"]
     assert (hp["r"], hp["lora_alpha"], hp["lora_dropout"], hp["target_modules"]) == (8, 8, 0.05, "attention")
-    assert (hp["learning_rate"], hp["batch_size"], hp["gradient_accumulation_steps"], hp["n_epochs"]) == (1e-4, 8, 4, 10)
+    assert (hp["learning_rate"], hp["batch_size"], hp["gradient_accumulation_steps"], hp["n_epochs"]) == (
+        1e-4,
+        8,
+        4,
+        10,
+    )
     assert (hp["warmup_ratio"], hp["weight_decay"], hp["max_seq_length"]) == (0.05, 0.01, 1024)
     assert job["method"]["supervised"]["hyperparameters"] == hp
     events = client.get(f"/api/v1/fine_tuning/jobs/{job['id']}/events").json()
@@ -35,7 +40,12 @@ def test_create_job_with_seed_defaults(client: TestClient, tiny_model: str) -> N
 def test_openai_style_hyperparameters(client: TestClient, tiny_model: str) -> None:
     file_id = make_file(client)
     body = {"n_epochs": "auto", "batch_size": 4, "learning_rate_multiplier": 2}
-    job = create(client, model=tiny_model, training_file=file_id, method={"type": "supervised", "supervised": {"hyperparameters": body}}).json()
+    job = create(
+        client,
+        model=tiny_model,
+        training_file=file_id,
+        method={"type": "supervised", "supervised": {"hyperparameters": body}},
+    ).json()
     assert job["hyperparameters"]["n_epochs"] == 10
     assert job["hyperparameters"]["batch_size"] == 4
     assert job["hyperparameters"]["learning_rate"] == 2e-4
@@ -45,14 +55,24 @@ def test_bad_requests_say_what_to_fix(client: TestClient, tiny_model: str) -> No
     file_id = make_file(client)
     unknown_model = create(client, model="gpt-9", training_file=file_id)
     assert unknown_model.status_code == 400
-    assert unknown_model.json()["error"]["param"] == "model" and "tiny-llama" in unknown_model.json()["error"]["message"]
+    assert (
+        unknown_model.json()["error"]["param"] == "model"
+        and "tiny-llama" in unknown_model.json()["error"]["message"]
+    )
     unknown_file = create(client, model=tiny_model, training_file="file-missing")
     assert unknown_file.status_code == 400 and unknown_file.json()["error"]["param"] == "training_file"
-    bad_hp = create(client, model=tiny_model, training_file=file_id, hyperparameters={"r": 0, "learning_rate": 5, "colour": 1})
+    bad_hp = create(
+        client,
+        model=tiny_model,
+        training_file=file_id,
+        hyperparameters={"r": 0, "learning_rate": 5, "colour": 1},
+    )
     assert bad_hp.status_code == 422
     fields = {d["field"] for d in bad_hp.json()["error"]["details"]}
     assert fields == {"hyperparameters.r", "hyperparameters.learning_rate", "hyperparameters.colour"}
-    bad_modules = create(client, model=tiny_model, training_file=file_id, hyperparameters={"target_modules": "q_proj;rm -rf"})
+    bad_modules = create(
+        client, model=tiny_model, training_file=file_id, hyperparameters={"target_modules": "q_proj;rm -rf"}
+    )
     assert bad_modules.status_code == 422 and "module names" in bad_modules.json()["error"]["message"]
 
 
@@ -61,9 +81,13 @@ def test_list_is_newest_first_with_cursor_pagination(client: TestClient, tiny_mo
     ids = [create(client, model=tiny_model, training_file=file_id).json()["id"] for _ in range(5)]
     first = client.get("/api/v1/fine_tuning/jobs", params={"limit": 2}).json()
     assert [j["id"] for j in first["data"]] == ids[::-1][:2] and first["has_more"] is True
-    second = client.get("/api/v1/fine_tuning/jobs", params={"limit": 2, "after": first["data"][-1]["id"]}).json()
+    second = client.get(
+        "/api/v1/fine_tuning/jobs", params={"limit": 2, "after": first["data"][-1]["id"]}
+    ).json()
     assert [j["id"] for j in second["data"]] == ids[::-1][2:4]
-    last = client.get("/api/v1/fine_tuning/jobs", params={"limit": 2, "after": second["data"][-1]["id"]}).json()
+    last = client.get(
+        "/api/v1/fine_tuning/jobs", params={"limit": 2, "after": second["data"][-1]["id"]}
+    ).json()
     assert [j["id"] for j in last["data"]] == ids[:1] and last["has_more"] is False
 
 
