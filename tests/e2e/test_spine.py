@@ -3,9 +3,7 @@ SSE (with a reconnect) → succeeded → adapter download that loads in a fresh 
 
 import io
 import time
-import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,35 +21,6 @@ TINY_JOB = {
     "max_seq_length": 128,
     "gradient_checkpointing": False,
 }
-
-
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Instance]:
-    """SQLite + the embedded filesystem broker: what `make run` starts."""
-    instance = Instance(tmp_path_factory.mktemp("embedded") / "data")
-    instance.cli(
-        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
-    )
-    yield instance.start()
-    instance.stop()
-
-
-@pytest.fixture
-def services(
-    tmp_path: Path, tiny_model_dir: Path, postgres_database: str, redis_url: str
-) -> Iterator[Instance]:
-    """The same command on Postgres + Redis."""
-    env = {
-        "DATABASE_URL": postgres_database,
-        "REDIS_URL": redis_url,
-        "TUNEDECK_QUEUE": f"e2e-{uuid.uuid4().hex[:8]}",
-    }
-    instance = Instance(tmp_path / "data", env)
-    instance.cli(
-        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
-    )
-    yield instance.start()
-    instance.stop()
 
 
 def run_spine(instance: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
