@@ -3,8 +3,8 @@
 from pathlib import Path
 
 TINY_CONFIG = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
+    "hidden_size": 64,  # bitsandbytes packs 4-bit CPU weights in blocks of 64 inputs
+    "intermediate_size": 128,
     "num_hidden_layers": 2,
     "num_attention_heads": 4,
     "num_key_value_heads": 2,

@@ -80,7 +80,9 @@ def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote
             device_map={"": 0} if device.cuda else None,
             trust_remote_code=trust_remote_code,
         )
-    except (OSError, ValueError, ImportError) as exc:
+    except (torch.OutOfMemoryError, MemoryError):
+        raise
+    except Exception as exc:  # corrupt weights, wrong config, missing files: all "cannot load"
         raise ModelLoadError(f"could not load base model from {model_path}: {exc}") from exc
     if quantization is not None:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing)
@@ -122,8 +124,8 @@ def sft_config(
         eval_steps=spec.eval_steps,
         save_strategy="epoch",
         save_only_model=True,
-        gradient_checkpointing=spec.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False},
+        activation_checkpointing=spec.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
         bf16=device.dtype == torch.bfloat16,
         fp16=device.dtype == torch.float16,
         use_cpu=not device.cuda,
