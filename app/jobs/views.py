@@ -96,6 +96,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
         "progress": service.progress(job),
         "events": list(reversed(events)),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
+        "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 
