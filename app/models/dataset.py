@@ -27,3 +27,10 @@ class DatasetFile(SQLModel, table=True):
     split_seed: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     info: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    parent_id: str | None = Field(
+        default=None, max_length=64, index=True, description="The dataset this cleaned version came from"
+    )
+    version: int = Field(default=1, description="1 for an upload; parent's version + 1 for a cleaned copy")
+    cleaning: dict[str, Any] | None = Field(
+        default=None, sa_type=sa.JSON, description="Filters applied to the parent and rows each removed"
+    )
