@@ -21,9 +21,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         folder = settings.broker_dir / "queue"
         folder.mkdir(parents=True, exist_ok=True)
         broker = "filesystem://"
+        control = settings.broker_dir / "control"
+        control.mkdir(parents=True, exist_ok=True)
         transport_options = {
             "data_folder_in": str(folder),
             "data_folder_out": str(folder),
+            "control_folder": str(control),  # else kombu writes ./control in the working directory
             "store_processed": False,
         }
     return {

@@ -1,18 +1,21 @@
 """The one training spec: every LoRA and training parameter, its seed default, range and help.
 
-The REST schema, the HTML form and the worker all read this model; only ``worker/training``
-turns it into peft's ``LoraConfig`` and trl's ``SFTConfig``.
+The REST schema, the HTML form, the advisor and the worker all read this model; only
+``worker/training`` turns it into peft's ``LoraConfig`` and trl's ``SFTConfig``.
 """
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TARGET_MODULE_PRESETS: dict[str, list[str] | str] = {
     "attention": ["q_proj", "k_proj", "v_proj", "o_proj"],
     "attention+mlp": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj"],
     "all-linear": "all-linear",
 }
+MODULE_NAME = re.compile(r"^[A-Za-z0-9_.]+$")
+LAST_N_LAYERS = re.compile(r"^last\s*:?\s*(\d+)$")
 
 
 class TrainingSpec(BaseModel):
@@ -36,6 +39,20 @@ class TrainingSpec(BaseModel):
     bias: Literal["none", "lora_only", "all"] = Field(
         "none", description="Which biases train: none (seed), only LoRA layers', or all"
     )
+    task_type: Literal["CAUSAL_LM"] = Field(
+        "CAUSAL_LM", description="CAUSAL_LM: instruction / chat supervised fine-tuning"
+    )
+    modules_to_save: list[str] | None = Field(
+        None, description="Extra modules trained fully and saved with the adapter (e.g. lm_head)"
+    )
+    layers_to_transform: str | list[int] | None = Field(
+        None, description="Only these layer indices get adapters: '20,21,22,23' or 'last 4' (empty: all)"
+    )
+    use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/√r (helps large r)")
+    use_dora: bool = Field(False, description="DoRA: learn magnitude and direction (slower, can beat LoRA)")
+    init_lora_weights: Literal["default", "gaussian", "pissa", "olora", "loftq"] = Field(
+        "default", description="Adapter initialisation: default (B=0), gaussian, PiSSA, OLoRA, LoftQ"
+    )
     # Optimisation
     learning_rate: float = Field(
         1e-4, gt=0.0, le=1e-2, description="Peak learning rate; LoRA wants 5e-5…3e-4"
@@ -43,10 +60,7 @@ class TrainingSpec(BaseModel):
     weight_decay: float = Field(0.01, ge=0.0, le=1.0, description="AdamW weight decay")
     batch_size: int = Field(8, ge=1, le=1024, description="Examples per device per step")
     gradient_accumulation_steps: int = Field(
-        4,
-        ge=1,
-        le=1024,
-        description="Steps accumulated per update (effective batch = batch × this)",
+        4, ge=1, le=1024, description="Steps accumulated per update (effective batch = batch × this)"
     )
     n_epochs: int = Field(10, ge=1, le=1000, description="Passes over the training split")
     max_steps: int | None = Field(
@@ -69,13 +83,33 @@ class TrainingSpec(BaseModel):
     eval_steps: int | None = Field(
         None, ge=1, le=100_000, description="Evaluate every N updates (empty: at each epoch end)"
     )
+    save_steps: int | None = Field(
+        None, ge=1, le=100_000, description="Checkpoint every N updates (empty: at each epoch end)"
+    )
+    save_total_limit: int = Field(
+        3, ge=1, le=100, description="Keep the last K checkpoints (the best one is always kept too)"
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="Stop after N evaluations without a better validation loss; keep the best",
+    )
     # Memory and precision
     gradient_checkpointing: bool = Field(
         True, description="Recompute activations in the backward pass: less memory, ~30% slower"
     )
     quantization: Literal["none", "8bit", "4bit"] = Field(
-        "none",
-        description="Load the base in 4-bit NF4 (QLoRA, double quant) or 8-bit via bitsandbytes",
+        "none", description="Load the frozen base in 4-bit (QLoRA) or 8-bit via bitsandbytes"
+    )
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type: NF4 (seed) or FP4"
+    )
+    bnb_4bit_use_double_quant: bool = Field(
+        True, description="Quantize the 4-bit scales too (saves ~0.4 bit per parameter)"
+    )
+    bnb_4bit_compute_dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field(
+        "auto", description="dtype 4-bit layers compute in (auto: the training precision)"
     )
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the device supports it, fp32 on CPU"
@@ -91,16 +125,57 @@ class TrainingSpec(BaseModel):
         names = [name for name in value if name]
         if not names:
             raise ValueError("give at least one module name or a preset")
-        bad = [name for name in names if not name.replace("_", "").replace(".", "").isalnum()]
+        bad = [name for name in names if not MODULE_NAME.match(name)]
         if bad:
             raise ValueError(f"module names may hold letters, digits, '_' and '.': {bad}")
         return names
+
+    @field_validator("modules_to_save", mode="before")
+    @classmethod
+    def _split_modules_to_save(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()] or None
+        if isinstance(value, list) and any(not MODULE_NAME.match(str(v)) for v in value):
+            raise ValueError("module names may hold letters, digits, '_' and '.'")
+        return value
+
+    @field_validator("layers_to_transform", mode="before")
+    @classmethod
+    def _parse_layers(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if not text:
+                return None
+            if match := LAST_N_LAYERS.match(text):
+                if int(match.group(1)) < 1:
+                    raise ValueError("'last N' needs N of at least 1")
+                return f"last {int(match.group(1))}"
+            try:
+                value = [int(part) for part in text.split(",") if part.strip()]
+            except ValueError:
+                raise ValueError("give layer indices like '20,21,22,23' or 'last 4'") from None
+        if isinstance(value, list) and any(not isinstance(i, int) or i < 0 for i in value):
+            raise ValueError("layer indices are whole numbers from 0")
+        return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> "TrainingSpec":
+        if self.init_lora_weights == "loftq" and self.quantization != "none":
+            raise ValueError("LoftQ initialises from the full-precision base: set quantization to none")
+        return self
 
     def resolved_target_modules(self) -> list[str] | str:
         """The module list (or 'all-linear') that peft receives."""
         if isinstance(self.target_modules, str):
             return TARGET_MODULE_PRESETS[self.target_modules]
         return self.target_modules
+
+    def resolved_layers(self, num_layers: int) -> list[int] | None:
+        """Layer indices for peft's layers_to_transform, given the model's depth."""
+        if isinstance(self.layers_to_transform, str):
+            n = int(self.layers_to_transform.split()[1])
+            return list(range(max(0, num_layers - n), num_layers))
+        return self.layers_to_transform
 
     @property
     def effective_batch_size(self) -> int:

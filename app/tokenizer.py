@@ -55,6 +55,11 @@ class ChatTokenizer:
         """Number of tokens of the rendered conversation."""
         return len(self.tokenizer.encode(self.render(messages), add_special_tokens=False).ids)
 
+    def count_many(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+        """Token counts of many conversations (batched in the Rust tokenizer)."""
+        texts = [self.render(messages) for messages in conversations]
+        return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
 
 # For tokenizers without a template: a plain "role: content" layout.
 _FALLBACK_TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"

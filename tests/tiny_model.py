@@ -48,3 +48,39 @@ if __name__ == "__main__":
     import sys
 
     build_tiny_llama(Path(sys.argv[1]))
+
+
+def _copy_tokenizer(source: Path, out: Path) -> None:
+    import shutil
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (source / name).exists():
+            shutil.copy(source / name, out / name)
+
+
+def build_tiny_gpt2(out: Path, tokenizer_from: Path) -> Path:
+    """A 2-layer GPT-2 (Conv1D c_attn / c_proj / c_fc), sharing the tiny Llama's tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizer(tokenizer_from, out)
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=49152, n_embd=64, n_layer=2, n_head=4, n_positions=256)
+    GPT2LMHeadModel(config).save_pretrained(out)
+    return out
+
+
+def build_tiny_bert(out: Path, tokenizer_from: Path) -> Path:
+    """A 2-layer BERT (query / key / value / dense), sharing the tiny Llama's tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizer(tokenizer_from, out)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=49152, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128
+    )
+    BertForMaskedLM(config).save_pretrained(out)
+    return out

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.basemodels.service import ModelFolderInvalid
 from app.datasets.parsing import DatasetInvalid
 from app.datasets.service import NotFound
-from app.jobs.service import InvalidJobRequest, JobConflict
+from app.jobs.service import AdviceBlocked, InvalidJobRequest, JobConflict
 from app.web import templates
 
 ERROR_TYPES = {
@@ -76,6 +76,13 @@ def install_error_handlers(app: FastAPI) -> None:
             400,
             error_body(str(exc), status=400, param=exc.param, code="invalid_" + exc.param),
         )
+
+    @app.exception_handler(AdviceBlocked)
+    async def _blocked(request: Request, exc: AdviceBlocked) -> Response:
+        details = [{"field": c.field, "code": c.code, "message": c.message} for c in exc.checks]
+        param = exc.checks[0].field
+        body = error_body(str(exc), status=422, param=param, code=exc.checks[0].code, details=details)
+        return _respond(request, 422, body)
 
     @app.exception_handler(JobConflict)
     async def _conflict(request: Request, exc: JobConflict) -> Response:

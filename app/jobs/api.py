@@ -9,6 +9,7 @@ from app.api.deps import SessionDep, StoreDep, commit
 from app.config import get_settings
 from app.jobs import service
 from app.jobs.schemas import (
+    AdvicePublic,
     CheckpointList,
     CheckpointPublic,
     EventList,
@@ -26,9 +27,10 @@ router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 @router.post("", response_model=JobPublic, summary="Create a LoRA fine-tuning job")
-def create_job(session: SessionDep, body: JobCreate) -> JobPublic:
+def create_job(session: SessionDep, store: StoreDep, body: JobCreate) -> JobPublic:
     job = service.create_job(
         session=session,
+        store=store,
         model=body.model,
         training_file=body.training_file,
         validation_file=body.validation_file,
@@ -38,6 +40,19 @@ def create_job(session: SessionDep, body: JobCreate) -> JobPublic:
     )
     commit(session)
     return JobPublic.of(job)
+
+
+@router.post("/advice", response_model=AdvicePublic, summary="The advisor's checks and estimates for a job")
+def advise_job(session: SessionDep, store: StoreDep, body: JobCreate) -> AdvicePublic:
+    checks, estimates = service.advise_job(
+        session=session,
+        store=store,
+        model=body.model,
+        training_file=body.training_file,
+        validation_file=body.validation_file,
+        spec=body.hyperparameters,
+    )
+    return AdvicePublic.of(checks, estimates)
 
 
 @router.get("", response_model=JobList)

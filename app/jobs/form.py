@@ -10,7 +10,19 @@ from pydantic import ValidationError
 from app.spec import TARGET_MODULE_PRESETS, TrainingSpec
 
 GROUPS = {
-    "LoRA": ("r", "lora_alpha", "lora_dropout", "target_modules", "bias"),
+    "LoRA": (
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "bias",
+        "task_type",
+        "modules_to_save",
+        "layers_to_transform",
+        "init_lora_weights",
+        "use_rslora",
+        "use_dora",
+    ),
     "Optimisation": (
         "learning_rate",
         "weight_decay",
@@ -22,8 +34,21 @@ GROUPS = {
         "lr_scheduler_type",
         "max_seq_length",
     ),
-    "Cadence": ("logging_steps", "eval_steps"),
-    "Memory and precision": ("gradient_checkpointing", "quantization", "precision"),
+    "Cadence and checkpoints": (
+        "logging_steps",
+        "eval_steps",
+        "save_steps",
+        "save_total_limit",
+        "early_stopping_patience",
+    ),
+    "Memory and precision": (
+        "gradient_checkpointing",
+        "precision",
+        "quantization",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_use_double_quant",
+        "bnb_4bit_compute_dtype",
+    ),
 }
 
 
@@ -62,6 +87,9 @@ def _field(name: str, values: dict[str, Any]) -> FormField:
     if name == "target_modules":
         shown = value if isinstance(value, str) else ",".join(value)
         return FormField(name, "text", shown, help_text, choices=tuple(TARGET_MODULE_PRESETS))
+    if any(typing.get_origin(a) is list for a in args):
+        shown = ",".join(str(v) for v in value) if isinstance(value, list) else (value or "")
+        return FormField(name, "text", shown, help_text, optional=True)
     low = _bound(info.metadata, Ge, "ge")
     low = _bound(info.metadata, Gt, "gt") if low is None else low
     high = _bound(info.metadata, Le, "le")

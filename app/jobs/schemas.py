@@ -4,6 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.jobs.advisor import Check, Estimates
 from app.jobs.service import progress
 from app.models import Checkpoint, Job, JobEvent
 from app.spec import TrainingSpec
@@ -91,6 +92,7 @@ class JobPublic(BaseModel):
     valid_loss: float | None
     cancel_requested: bool
     adapter_url: str | None
+    advice: list[dict[str, Any]]
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
@@ -119,6 +121,7 @@ class JobPublic(BaseModel):
             valid_loss=job.valid_loss,
             cancel_requested=job.cancel_requested,
             adapter_url=f"/api/v1/fine_tuning/jobs/{job.id}/adapter" if job.adapter_key else None,
+            advice=job.advice or [],
         )
 
 
@@ -200,3 +203,36 @@ class MetricList(BaseModel):
     object: Literal["list"] = "list"
     data: list[MetricPoint]
     last_id: int
+
+
+class CheckPublic(BaseModel):
+    level: Literal["error", "warning", "info"]
+    code: str
+    message: str
+    field: str | None
+
+
+class EstimatesPublic(BaseModel):
+    trainable_params: int
+    total_params: int
+    trainable_percent: float
+    memory_bytes: dict[str, int]
+    steps: int | None
+    tokens: int | None
+    seconds: float | None
+    seconds_basis: str
+
+
+class AdvicePublic(BaseModel):
+    object: Literal["fine_tuning.advice"] = "fine_tuning.advice"
+    checks: list[CheckPublic]
+    estimates: EstimatesPublic
+    blocked: bool
+
+    @classmethod
+    def of(cls, checks: list[Check], estimates: Estimates) -> "AdvicePublic":
+        return cls(
+            checks=[CheckPublic(**check.__dict__) for check in checks],
+            estimates=EstimatesPublic(**estimates.__dict__),
+            blocked=any(check.level == "error" for check in checks),
+        )

@@ -5,18 +5,29 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
+from app.basemodels.inspect import inspect_model
 from app.basemodels.service import get_model
-from app.datasets.service import NotFound, get_dataset
+from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
-from app.models import Checkpoint, Job, JobEvent, JobStatus, Metric
+from app.jobs.advisor import Check, Estimates, check_against_model, estimate, pitfalls
+from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Metric
 from app.queue import send_training_task
 from app.spec import TrainingSpec
+from app.storage import LocalArtifactStore
 from app.timeutil import utcnow
 
 
 class JobConflict(ValueError):
     """The job is not in a state that allows this (e.g. cancelling a finished job)."""
+
+
+class AdviceBlocked(ValueError):
+    """The advisor found errors: the job cannot run as specified."""
+
+    def __init__(self, checks: list[Check]) -> None:
+        self.checks = checks
+        super().__init__("; ".join(check.message for check in checks))
 
 
 class InvalidJobRequest(ValueError):
@@ -30,6 +41,7 @@ class InvalidJobRequest(ValueError):
 def create_job(
     *,
     session: Session,
+    store: LocalArtifactStore,
     model: str,
     training_file: str,
     spec: TrainingSpec,
@@ -38,17 +50,17 @@ def create_job(
     seed: int | None = None,
 ) -> Job:
     """Check the request, store the job as queued and enqueue it once committed."""
-    try:
-        get_model(session=session, model_id=model)
-    except NotFound as exc:
-        raise InvalidJobRequest(str(exc), "model") from None
-    for param, file_id in (("training_file", training_file), ("validation_file", validation_file)):
-        if file_id is None:
-            continue
-        try:
-            get_dataset(session=session, dataset_id=file_id)
-        except NotFound as exc:
-            raise InvalidJobRequest(str(exc), param) from None
+    checks, _ = advise_job(
+        session=session,
+        store=store,
+        model=model,
+        training_file=training_file,
+        validation_file=validation_file,
+        spec=spec,
+    )
+    errors = [check for check in checks if check.level == "error"]
+    if errors:
+        raise AdviceBlocked(errors)
     job = Job(
         id=new_id("ftjob"),
         model=model,
@@ -58,12 +70,73 @@ def create_job(
         seed=42 if seed is None else seed,
         hyperparameters=spec.model_dump(mode="json"),
         status=JobStatus.queued,
+        advice=[check.__dict__ for check in checks],
     )
     session.add(job)
     session.flush()
     add_event(session=session, job_id=job.id, message=f"Created fine-tuning job {job.id} on {model}")
+    for check in checks:
+        add_event(session=session, job_id=job.id, message=f"Advisor: {check.message}", level=check.level)
     after_commit(session, lambda: send_training_task(job.id))
     return job
+
+
+def _lookup(
+    session: Session, model: str, training_file: str, validation_file: str | None
+) -> tuple[BaseModelRecord, DatasetFile, DatasetFile | None]:
+    try:
+        base = get_model(session=session, model_id=model)
+    except NotFound as exc:
+        raise InvalidJobRequest(str(exc), "model") from None
+    files: list[DatasetFile | None] = []
+    for param, file_id in (("training_file", training_file), ("validation_file", validation_file)):
+        try:
+            files.append(get_dataset(session=session, dataset_id=file_id) if file_id else None)
+        except NotFound as exc:
+            raise InvalidJobRequest(str(exc), param) from None
+    train = files[0]
+    assert train is not None
+    return base, train, files[1]
+
+
+def advise_job(
+    *,
+    session: Session,
+    store: LocalArtifactStore,
+    model: str,
+    training_file: str,
+    spec: TrainingSpec,
+    validation_file: str | None = None,
+) -> tuple[list[Check], Estimates]:
+    """The advisor's checks (errors block) and the estimates for a job before it runs."""
+    base, train, validation = _lookup(session, model, training_file, validation_file)
+    info = inspect_model(base.path)
+    checks = check_against_model(spec, info, model)
+    stats = token_stats(store=store, dataset=train, base_model=base, max_seq_length=spec.max_seq_length)
+    train_rows = train.rows if validation else train.train_rows
+    has_validation = validation is not None or train.validation_rows > 0
+    checks += pitfalls(spec, info=info, stats=stats, train_rows=train_rows, has_validation=has_validation)
+    speed = measured_tokens_per_second(session=session, model=model)
+    return checks, estimate(spec, info, stats=stats, train_rows=train_rows, tokens_per_second=speed)
+
+
+def measured_tokens_per_second(*, session: Session, model: str) -> float | None:
+    """Training speed of the latest finished jobs on ``model`` (tokens per second), if any."""
+    query = (
+        select(Job)
+        .where(Job.model == model, Job.status == JobStatus.succeeded, col(Job.trained_tokens).is_not(None))
+        .order_by(col(Job.finished_at).desc())
+        .limit(5)
+    )
+    rates = [
+        job.trained_tokens / seconds
+        for job in session.exec(query).all()
+        if job.trained_tokens
+        and job.started_at
+        and job.finished_at
+        and (seconds := (job.finished_at - job.started_at).total_seconds()) > 0
+    ]
+    return sum(rates) / len(rates) if rates else None
 
 
 def get_job(*, session: Session, job_id: str) -> Job:

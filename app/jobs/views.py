@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from app.api.deps import SessionDep, commit
+from app.api.deps import SessionDep, StoreDep, commit
 from app.basemodels.service import list_models
-from app.datasets.service import dataset_filenames, list_datasets
+from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.schemas import JobPublic
@@ -60,11 +60,38 @@ def new_job_page(request: Request, session: SessionDep, training_file: str | Non
     return _form_page(request, session, {"training_file": training_file}, {})
 
 
-@router.post("/jobs", response_class=HTMLResponse)
-async def submit_job(request: Request, session: SessionDep) -> Response:
+async def _read_form(request: Request) -> tuple[dict[str, list[str]], dict[str, str]]:
     form = await request.form()
     fields = {key: [str(v) for v in form.getlist(key)] for key in form}
-    first = {key: values[-1] for key, values in fields.items() if values}
+    return fields, {key: values[-1] for key, values in fields.items() if values}
+
+
+@router.post("/jobs/new/advice", response_class=HTMLResponse)
+async def form_advice(request: Request, session: SessionDep, store: StoreDep) -> Response:
+    """The live advisor beside the form: checks and estimates for what is filled in now."""
+    fields, first = await _read_form(request)
+    context: dict[str, Any] = {"checks": [], "estimates": None, "problem": None}
+    try:
+        spec = parse_spec_form(fields)
+        checks, estimates = service.advise_job(
+            session=session,
+            store=store,
+            model=first.get("model", ""),
+            training_file=first.get("training_file", ""),
+            validation_file=first.get("validation_file") or None,
+            spec=spec,
+        )
+        context.update(checks=checks, estimates=estimates)
+    except ValidationError as exc:
+        context["problem"] = "; ".join(f"{k}: {v}" for k, v in spec_errors(exc).items())
+    except (service.InvalidJobRequest, NotFound) as exc:
+        context["problem"] = str(exc)
+    return templates.TemplateResponse(request, "partials/jobs/advice.html", context)
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+async def submit_job(request: Request, session: SessionDep, store: StoreDep) -> Response:
+    fields, first = await _read_form(request)
     values: dict[str, Any] = {**first, "hyperparameters": first}
     try:
         spec = parse_spec_form(fields)
@@ -73,6 +100,7 @@ async def submit_job(request: Request, session: SessionDep) -> Response:
     try:
         job = service.create_job(
             session=session,
+            store=store,
             model=first.get("model", ""),
             training_file=first.get("training_file", ""),
             validation_file=first.get("validation_file") or None,
@@ -82,6 +110,9 @@ async def submit_job(request: Request, session: SessionDep) -> Response:
         )
     except service.InvalidJobRequest as exc:
         return _form_page(request, session, values, {exc.param: str(exc)}, status=400)
+    except service.AdviceBlocked as exc:
+        errors = {check.field or "form": check.message for check in exc.checks}
+        return _form_page(request, session, values, errors, status=422)
     commit(session)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 

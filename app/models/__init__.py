@@ -2,6 +2,6 @@
 
 from app.models.base_model import BaseModelRecord
 from app.models.dataset import DatasetFile
-from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Metric
+from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
 
-__all__ = ["BaseModelRecord", "Checkpoint", "DatasetFile", "Job", "JobEvent", "JobStatus", "Metric"]
+__all__ = ["BaseModelRecord", "Checkpoint", "DatasetFile", "Job", "JobEvent", "JobStatus", "Merge", "Metric"]

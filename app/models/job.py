@@ -60,6 +60,9 @@ class Job(SQLModel, table=True):
     valid_loss: float | None = None
     fine_tuned_model: str | None = Field(default=None, max_length=255)
     adapter_key: str | None = Field(default=None, max_length=512, description="Artifact-store folder")
+    advice: list[dict[str, Any]] | None = Field(
+        default=None, sa_type=sa.JSON, description="The advisor's warnings at submission"
+    )
 
 
 class JobEvent(SQLModel, table=True):
@@ -109,3 +112,19 @@ class Checkpoint(SQLModel, table=True):
     valid_loss: float | None = None
     artifact_key: str = Field(max_length=512)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Merge(SQLModel, table=True):
+    """Merging a job's adapter into its full-precision base, as a worker task with progress."""
+
+    __tablename__ = "merges"
+
+    id: str = Field(primary_key=True, max_length=64)
+    job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE", index=True)
+    status: str = Field(default="queued", max_length=16, description="queued, running, succeeded, failed")
+    progress: float = 0.0
+    message: str = Field(default="", max_length=500)
+    error: str | None = Field(default=None, max_length=2000)
+    artifact_key: str | None = Field(default=None, max_length=512)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

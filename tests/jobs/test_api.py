@@ -33,8 +33,12 @@ def test_create_job_with_seed_defaults(client: TestClient, tiny_model: str) -> N
     )
     assert (hp["warmup_ratio"], hp["weight_decay"], hp["max_seq_length"]) == (0.05, 0.01, 1024)
     assert job["method"]["supervised"]["hyperparameters"] == hp
-    events = client.get(f"/api/v1/fine_tuning/jobs/{job['id']}/events").json()
-    assert events["data"][0]["message"].startswith("Created fine-tuning job")
+    events = [e["message"] for e in client.get(f"/api/v1/fine_tuning/jobs/{job['id']}/events").json()["data"]]
+    assert events[-1].startswith("Created fine-tuning job")
+    # The tiny model's context is 512 < 1024, and 18 training rows are fewer than the seed's effective
+    # batch of 32: the advisor says so, without blocking.
+    assert [a["code"] for a in job["advice"]] == ["beyond_context", "batch_larger_than_data"]
+    assert events[0].startswith("Advisor: the effective batch (32)")
 
 
 def test_openai_style_hyperparameters(client: TestClient, tiny_model: str) -> None:

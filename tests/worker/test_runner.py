@@ -122,7 +122,7 @@ def test_loss_covers_only_the_response_tokens(tiny_model_dir: Path) -> None:
         args=sft_config(spec, output_dir=Path("/tmp/unused"), device=device, seed=1, has_eval=False),
         train_dataset=Dataset.from_list([to_prompt_completion(row)]),
         processing_class=tokenizer,
-        peft_config=lora_config(spec),
+        peft_config=lora_config(spec, num_layers=2),
     )
     example = trainer.train_dataset[0]
     scored = [

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig, prepare_model_for_kbit_training
+from peft import LoftQConfig, LoraConfig, prepare_model_for_kbit_training
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -64,11 +64,14 @@ def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote
     """The base model, quantized with bitsandbytes when the spec asks, frozen."""
     quantization = None
     if spec.quantization == "4bit":
+        compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(
+            spec.bnb_4bit_compute_dtype, device.dtype
+        )
         quantization = BitsAndBytesConfig(
             load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=device.dtype,
+            bnb_4bit_quant_type=spec.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=spec.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=compute,
         )
     elif spec.quantization == "8bit":
         quantization = BitsAndBytesConfig(load_in_8bit=True)
@@ -90,14 +93,22 @@ def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote
     return model
 
 
-def lora_config(spec: TrainingSpec) -> LoraConfig:
+def lora_config(spec: TrainingSpec, *, num_layers: int) -> LoraConfig:
+    """peft's LoraConfig for the spec (num_layers resolves 'last N' layers)."""
+    init: bool | str = True if spec.init_lora_weights == "default" else spec.init_lora_weights
     return LoraConfig(
         r=spec.r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
         target_modules=spec.resolved_target_modules(),
         bias=spec.bias,
-        task_type="CAUSAL_LM",
+        task_type=spec.task_type,
+        modules_to_save=spec.modules_to_save,
+        layers_to_transform=spec.resolved_layers(num_layers),
+        use_rslora=spec.use_rslora,
+        use_dora=spec.use_dora,
+        init_lora_weights=init,  # type: ignore[arg-type]
+        loftq_config=LoftQConfig(loftq_bits=4) if spec.init_lora_weights == "loftq" else {},
     )
 
 
@@ -174,7 +185,7 @@ def train_adapter(
         if validation_rows
         else None,
         processing_class=tokenizer,
-        peft_config=lora_config(spec),
+        peft_config=lora_config(spec, num_layers=model.config.num_hidden_layers),
         callbacks=[callback],
     )
     trainable, total = trainer.model.get_nb_trainable_parameters()
