@@ -58,13 +58,32 @@ class ModelInfo:
         return [x for x in self.linear_layers if x.path == target or x.path.endswith("." + target)]
 
 
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+
+class UnreadableModel(ValueError):
+    """The folder's weights or config cannot be read; the message says which file."""
+
+
+def read_safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (tensor names, dtypes, shapes), validated."""
+    try:
+        with open(path, "rb") as handle:
+            (size,) = struct.unpack("<Q", handle.read(8))
+            if size > min(MAX_HEADER_BYTES, path.stat().st_size - 8):
+                raise ValueError("header length is out of range")
+            header = json.loads(handle.read(size))
+        if not isinstance(header, dict):
+            raise ValueError("header is not a JSON object")
+    except (OSError, ValueError, struct.error) as exc:
+        raise UnreadableModel(f"{path.name} is not a valid safetensors file ({exc})") from None
+    return {k: v for k, v in header.items() if k != "__metadata__"}
+
+
 def _headers(folder: Path) -> dict[str, dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     for path in sorted(folder.glob("*.safetensors")):
-        with open(path, "rb") as handle:
-            (size,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(size))
-        entries.update({k: v for k, v in header.items() if k != "__metadata__"})
+        entries.update(read_safetensors_header(path))
     return entries
 
 
@@ -91,7 +110,7 @@ def _config_int(config: dict[str, Any], *names: str) -> int | None:
 
 
 @lru_cache(maxsize=32)
-def _inspect(folder: str, mtime: float) -> ModelInfo:
+def _inspect(folder: str, fingerprint: tuple[tuple[str, float, int], ...]) -> ModelInfo:
     path = Path(folder)
     config = json.loads((path / "config.json").read_text("utf-8"))
     shapes = {name: tuple(entry["shape"]) for name, entry in _headers(path).items()}
@@ -115,6 +134,8 @@ def _inspect(folder: str, mtime: float) -> ModelInfo:
 
 
 def inspect_model(folder: str | Path) -> ModelInfo:
-    """ModelInfo for a registered model folder (cached until its config changes)."""
-    config = Path(folder) / "config.json"
-    return _inspect(str(Path(folder).resolve()), config.stat().st_mtime)
+    """ModelInfo for a registered model folder (cached until its config or weights change)."""
+    path = Path(folder).resolve()
+    files = [path / "config.json", *sorted(path.glob("*.safetensors"))]
+    fingerprint = tuple((f.name, f.stat().st_mtime, f.stat().st_size) for f in files)
+    return _inspect(str(path), fingerprint)

@@ -2,12 +2,12 @@
 
 import json
 import re
-import struct
 from math import prod
 from pathlib import Path
 
 from sqlmodel import Session, col, select
 
+from app.basemodels.inspect import UnreadableModel, read_safetensors_header
 from app.datasets.service import NotFound
 from app.models import BaseModelRecord, Job, JobStatus
 
@@ -42,10 +42,11 @@ def check_model_folder(folder: Path, *, trust_remote_code: bool = False) -> tupl
 
 def _safetensors_params(path: Path) -> int:
     """Parameters in a safetensors file, read from its header (no torch)."""
-    with open(path, "rb") as handle:
-        (size,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(size))
-    return sum(prod(entry["shape"]) for name, entry in header.items() if name != "__metadata__")
+    try:
+        header = read_safetensors_header(path)
+    except UnreadableModel as exc:
+        raise ModelFolderInvalid(str(exc)) from None
+    return sum(prod(entry["shape"]) for entry in header.values())
 
 
 def register_model(

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from app.basemodels.inspect import inspect_model
+from app.basemodels.inspect import UnreadableModel, inspect_model
 from app.basemodels.service import get_model
 from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
@@ -110,7 +110,10 @@ def advise_job(
 ) -> tuple[list[Check], Estimates]:
     """The advisor's checks (errors block) and the estimates for a job before it runs."""
     base, train, validation = _lookup(session, model, training_file, validation_file)
-    info = inspect_model(base.path)
+    try:
+        info = inspect_model(base.path)
+    except (UnreadableModel, OSError) as exc:
+        raise InvalidJobRequest(f"base model {model!r} cannot be read: {exc}", "model") from None
     checks = check_against_model(spec, info, model)
     stats = token_stats(store=store, dataset=train, base_model=base, max_seq_length=spec.max_seq_length)
     train_rows = train.rows if validation else train.train_rows
@@ -207,6 +210,12 @@ def list_events(
         query = query.where(col(JobEvent.id) < after)
     events = list(session.exec(query.order_by(col(JobEvent.id).desc()).limit(limit + 1)).all())
     return events[:limit], len(events) > limit
+
+
+def list_alerts(*, session: Session, job_id: str) -> list[JobEvent]:
+    """The job's training-health alerts (overfitting, underfitting, divergence), oldest first."""
+    query = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.type == "alert")
+    return list(session.exec(query.order_by(col(JobEvent.id))).all())
 
 
 def events_since(*, session: Session, job_id: str, after_id: int, limit: int = 500) -> list[JobEvent]:

@@ -126,6 +126,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
         "public": JobPublic.of(job),
         "progress": service.progress(job),
         "events": list(reversed(events)),
+        "alerts": service.list_alerts(session=session, job_id=job_id),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
         "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
     }

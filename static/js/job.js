@@ -64,9 +64,32 @@
       li.append(t, " " + e.message);
       list.append(li);
       if (/checkpoint/i.test(e.message)) refreshCheckpoints = true;
+      if (e.type === "alert") showAlert(e);
     }
     list.scrollTop = list.scrollHeight;
     if (refreshCheckpoints && window.htmx) htmx.ajax("GET", `/jobs/${jobId}/checkpoints`, { target: "#checkpoints", swap: "outerHTML" });
+  }
+
+  function showAlert(e) {
+    const box = document.getElementById("alerts");
+    if (box.querySelector(`[data-alert="${e.data.kind}"]`)) return;
+    const banner = document.createElement("div");
+    banner.className = "banner banner-" + e.data.kind;
+    banner.setAttribute("role", "alert");
+    banner.dataset.alert = e.data.kind;
+    const title = document.createElement("strong");
+    const kind = e.data.kind.replace("_", " ");
+    title.textContent = kind.charAt(0).toUpperCase() + kind.slice(1);
+    const remedies = document.createElement("ol");
+    for (const r of e.data.remedies) {
+      const item = document.createElement("li");
+      item.textContent = r;
+      remedies.append(item);
+    }
+    const lead = document.createElement("div");
+    lead.textContent = "Try, in this order:";
+    banner.append(title, ` at step ${e.data.step}: ${e.message}`, lead, remedies);
+    box.append(banner);
   }
 
   const fmt = (v, d = 4) => (v === null || v === undefined ? "—" : Number(v).toPrecision(d));

@@ -84,8 +84,13 @@ def test_missing_weights_fail_with_a_model_load_message(
     shutil.copytree(tiny_model_dir, broken)
     with session_scope() as session:
         register_model(session=session, name="broken", folder=broken)
-    (broken / "model.safetensors").write_bytes(b"not safetensors")
     job_id = create_job(client, "broken", upload(client, INSTRUCTION_ROWS[:10]))
+    (broken / "model.safetensors").write_bytes(b"not safetensors")  # broken after submission
+    refused = client.post(
+        "/api/v1/fine_tuning/jobs",
+        json={"model": "broken", "training_file": upload(client, INSTRUCTION_ROWS[:10])},
+    )
+    assert refused.status_code == 400 and "not a valid safetensors file" in refused.json()["error"]["message"]
     assert run_job(job_id, "test-worker") == "failed"
     error = client.get(f"/api/v1/fine_tuning/jobs/{job_id}").json()["error"]
     assert error["code"] == "model_load_failed" and error["message"].startswith("Model load failure")

@@ -1,12 +1,17 @@
-"""A Trainer callback that reports to the database and honours cancellation at the next step."""
+"""A Trainer callback that reports to the database, watches training health, keeps checkpoints
+atomic and pruned, stops early when asked, and honours cancellation at the next step."""
 
 import math
+import os
 import time
 from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from app import metric_names
+from app.jobs.monitor import Alert, TrainingMonitor
+from app.spec import TrainingSpec
+from app.storage import LocalArtifactStore
 from worker.training.reporting import JobReporter
 
 LOG_KEYS = {
@@ -19,13 +24,22 @@ LOG_KEYS = {
 
 
 class ReportingCallback(TrainerCallback):
-    """Metrics and events to the database; a cancel flag stops training at the next step."""
+    """Metrics, events, health alerts and checkpoints of one job, written as training goes."""
 
-    def __init__(self, reporter: JobReporter, checkpoint_key: str) -> None:
+    def __init__(self, reporter: JobReporter, store: LocalArtifactStore, spec: TrainingSpec) -> None:
         self.reporter = reporter
-        self.checkpoint_key = checkpoint_key
+        self.store = store
+        self.spec = spec
         self.cancelled = False
+        self.fatal: Alert | None = None
+        self.monitor = TrainingMonitor()
+        self.best: tuple[float, int] | None = None  # (validation loss, step)
+        self.evals_since_best = 0
         self._last_log = (0, time.monotonic())
+
+    @property
+    def checkpoints_key(self) -> str:
+        return f"jobs/{self.reporter.job_id}/checkpoints"
 
     def on_train_begin(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -41,19 +55,16 @@ class ReportingCallback(TrainerCallback):
     ) -> None:
         if self.reporter.step(state.global_step, state.max_steps, state.epoch):
             self.cancelled = True
-            control.should_training_stop = True
-            control.should_save = control.should_evaluate = False
+            self._stop(control)
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        if self.cancelled:  # don't spend time evaluating or saving a cancelled job
+        if self.cancelled or self.fatal:  # don't spend time evaluating or saving a stopped job
             control.should_save = control.should_evaluate = False
             return
-        self.reporter.event(
-            f"Epoch {round(state.epoch or 0)} of {args.num_train_epochs:g} finished "
-            f"(step {state.global_step})"
-        )
+        epoch = round(state.epoch or 0)
+        self.reporter.event(f"Epoch {epoch} of {args.num_train_epochs:g} finished (step {state.global_step})")
 
     def on_log(
         self,
@@ -67,6 +78,8 @@ class ReportingCallback(TrainerCallback):
         if "train_runtime" in logs:
             self.reporter.event(f"Training finished in {logs['train_runtime']:.1f}s")
             return
+        if "loss" in logs:
+            self._alerts(self.monitor.train_loss(state.global_step, float(logs["loss"])), control)
         values = {
             name: float(logs[key]) for key, name in LOG_KEYS.items() if key in logs and _finite(logs[key])
         }
@@ -80,11 +93,54 @@ class ReportingCallback(TrainerCallback):
             values[metric_names.EPOCH] = float(state.epoch)
         self.reporter.metrics(state.global_step, state.epoch, values)
 
+    def on_evaluate(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        metrics: dict[str, float] | None = None,
+        **kw: Any,
+    ) -> None:
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None:
+            return
+        self._alerts(self.monitor.valid_loss(state.global_step, float(loss)), control)
+        if self.best is None or loss < self.best[0]:
+            self.best, self.evals_since_best = (float(loss), state.global_step), 0
+            return
+        self.evals_since_best += 1
+        patience = self.spec.early_stopping_patience
+        if patience and self.evals_since_best >= patience:
+            self.reporter.event(
+                f"Early stopping: validation loss has not improved for {patience} evaluation(s); "
+                f"best {self.best[0]:.4g} at step {self.best[1]}"
+            )
+            control.should_training_stop = True
+
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        key = f"{self.checkpoint_key}/checkpoint-{state.global_step}"
+        # The Trainer wrote into a staging folder; one rename publishes the complete checkpoint.
+        staged = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        key = f"{self.checkpoints_key}/step-{state.global_step}"
+        target = self.store.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staged, target)
         self.reporter.checkpoint(step=state.global_step, epoch=state.epoch, artifact_key=key)
+        for removed in self.reporter.prune_checkpoints(keep_last=self.spec.save_total_limit):
+            self.store.delete(removed)
+
+    def _alerts(self, alerts: list[Alert], control: TrainerControl) -> None:
+        for alert in alerts:
+            self.reporter.alert(alert)
+            if alert.fatal:
+                self.fatal = alert
+                self._stop(control)
+
+    @staticmethod
+    def _stop(control: TrainerControl) -> None:
+        control.should_training_stop = True
+        control.should_save = control.should_evaluate = False
 
 
 def _finite(value: Any) -> bool:

@@ -1,5 +1,6 @@
 """LoRA SFT with transformers + peft + trl: the only place that builds LoraConfig / SFTConfig."""
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from transformers import (
 )
 from trl import SFTConfig, SFTTrainer
 
+from app.jobs.monitor import Alert
 from app.spec import TrainingSpec
+from app.storage import LocalArtifactStore
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
 from worker.training.reporting import JobReporter
@@ -115,7 +118,11 @@ def lora_config(spec: TrainingSpec, *, num_layers: int) -> LoraConfig:
 def sft_config(
     spec: TrainingSpec, *, output_dir: Path, device: Device, seed: int, has_eval: bool
 ) -> SFTConfig:
+    """trl's SFTConfig: length-grouped batches (never padded to max_length), loss on completions."""
     eval_strategy = ("steps" if spec.eval_steps else "epoch") if has_eval else "no"
+    save_strategy, save_steps = ("steps", spec.save_steps) if spec.save_steps else ("epoch", None)
+    if spec.early_stopping_patience and has_eval:  # the best evaluation must have a checkpoint
+        save_strategy, save_steps = eval_strategy, spec.eval_steps
     return SFTConfig(
         output_dir=str(output_dir),
         per_device_train_batch_size=spec.batch_size,
@@ -129,11 +136,13 @@ def sft_config(
         lr_scheduler_type=spec.lr_scheduler_type,
         max_length=spec.max_seq_length,
         completion_only_loss=True,
+        train_sampling_strategy="group_by_length",
         logging_steps=spec.logging_steps,
         logging_first_step=True,
         eval_strategy=eval_strategy,
         eval_steps=spec.eval_steps,
-        save_strategy="epoch",
+        save_strategy=save_strategy,
+        save_steps=save_steps,
         save_only_model=True,
         activation_checkpointing=spec.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False},
@@ -150,8 +159,11 @@ def sft_config(
 
 @dataclass(frozen=True)
 class TrainOutcome:
-    cancelled: bool
+    """How training ended: cancelled, diverged (a fatal health alert), or completed."""
+
     global_step: int
+    cancelled: bool = False
+    diverged: Alert | None = None
 
 
 def train_adapter(
@@ -160,14 +172,13 @@ def train_adapter(
     model_path: str,
     train_rows: list[dict[str, Any]],
     validation_rows: list[dict[str, Any]],
-    work_dir: Path,
     adapter_dir: Path,
-    checkpoint_key: str,
+    store: LocalArtifactStore,
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,
 ) -> TrainOutcome:
-    """Train a LoRA adapter; save it into ``adapter_dir`` unless cancelled."""
+    """Train a LoRA adapter and save it into ``adapter_dir`` (unless stopped)."""
     set_seed(seed)
     device = pick_device(spec.precision)
     reporter.event(
@@ -176,10 +187,11 @@ def train_adapter(
     )
     tokenizer = load_tokenizer(model_path, reporter)
     model = load_model(model_path, spec, device, trust_remote_code)
-    callback = ReportingCallback(reporter, checkpoint_key)
+    callback = ReportingCallback(reporter, store, spec)
+    staging = store.path(f"jobs/{reporter.job_id}/staging")
     trainer = SFTTrainer(
         model=model,
-        args=sft_config(spec, output_dir=work_dir, device=device, seed=seed, has_eval=bool(validation_rows)),
+        args=sft_config(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(validation_rows)),
         train_dataset=Dataset.from_list([to_prompt_completion(r) for r in train_rows]),
         eval_dataset=Dataset.from_list([to_prompt_completion(r) for r in validation_rows])
         if validation_rows
@@ -195,9 +207,20 @@ def train_adapter(
         data={"trainable_params": trainable, "total_params": total},
     )
     if reporter.cancel_requested():
-        return TrainOutcome(cancelled=True, global_step=0)
+        return TrainOutcome(global_step=0, cancelled=True)
     trainer.train()
-    if callback.cancelled:
-        return TrainOutcome(cancelled=True, global_step=trainer.state.global_step)
-    trainer.model.save_pretrained(str(adapter_dir))
-    return TrainOutcome(cancelled=False, global_step=trainer.state.global_step)
+    step = trainer.state.global_step
+    if callback.cancelled or callback.fatal:
+        return TrainOutcome(global_step=step, cancelled=callback.cancelled, diverged=callback.fatal)
+    best = reporter.best_checkpoint() if spec.early_stopping_patience else None
+    if best is not None:
+        for item in store.path(best.artifact_key).iterdir():
+            if item.suffix in (".safetensors", ".json"):
+                shutil.copy(item, adapter_dir / item.name)
+        reporter.event(
+            f"Kept the best checkpoint as the adapter: step {best.step}, "
+            f"validation loss {best.valid_loss:.4g}"
+        )
+    else:
+        trainer.model.save_pretrained(str(adapter_dir))
+    return TrainOutcome(global_step=step)

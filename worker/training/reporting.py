@@ -3,11 +3,12 @@
 import time
 from typing import Any
 
-from sqlmodel import col, update
+from sqlmodel import col, select, update
 
 from app import metric_names
 from app.db import read_session, session_scope
 from app.ids import new_id
+from app.jobs.monitor import Alert
 from app.jobs.service import add_event
 from app.models import Checkpoint, Job, JobStatus, Metric
 from app.timeutil import utcnow
@@ -67,6 +68,48 @@ class JobReporter:
             if metric_names.TOKENS_SEEN in values:
                 latest["trained_tokens"] = int(values[metric_names.TOKENS_SEEN])
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(**latest))
+
+    def alert(self, alert: Alert) -> None:
+        """A health alert: an event of type "alert" carrying the remedies, shown as a banner."""
+        data = {
+            "kind": alert.kind,
+            "step": alert.step,
+            "remedies": list(alert.remedies),
+            "fatal": alert.fatal,
+        }
+        with session_scope() as session:
+            event = add_event(
+                session=session, job_id=self.job_id, message=alert.message, level="warning", data=data
+            )
+            event.type = "alert"
+
+    def prune_checkpoints(self, *, keep_last: int) -> list[str]:
+        """Drop all but the last ``keep_last`` checkpoints and the best one; return their keys."""
+        with session_scope() as session:
+            query = (
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id)
+                .order_by(col(Checkpoint.step).desc())
+            )
+            checkpoints = list(session.exec(query).all())
+            keep = {c.id for c in checkpoints[:keep_last]}
+            scored = [c for c in checkpoints if c.valid_loss is not None]
+            if scored:
+                keep.add(min(scored, key=lambda c: (c.valid_loss, -c.step)).id)
+            removed = [c for c in checkpoints if c.id not in keep]
+            for checkpoint in removed:
+                session.delete(checkpoint)
+            return [c.artifact_key for c in removed]
+
+    def best_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint with the lowest validation loss (latest on ties)."""
+        with read_session() as session:
+            query = (
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id, col(Checkpoint.valid_loss).is_not(None))
+                .order_by(col(Checkpoint.valid_loss), col(Checkpoint.step).desc())
+            )
+            return session.exec(query).first()
 
     def checkpoint(self, *, step: int, epoch: float | None, artifact_key: str) -> None:
         with session_scope() as session:

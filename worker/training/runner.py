@@ -13,7 +13,7 @@ from app.spec import TrainingSpec
 from app.storage import get_store
 from app.timeutil import utcnow
 from worker.training.data import TrainingDataError, load_job_rows
-from worker.training.pipeline import ModelLoadError, train_adapter
+from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
 from worker.training.reporting import JobReporter
 
 log = logging.getLogger(__name__)
@@ -108,17 +108,22 @@ def _run(job_id: str, reporter: JobReporter) -> str:
                 model_path=base.path,
                 train_rows=train_rows,
                 validation_rows=validation_rows,
-                work_dir=store.path(f"jobs/{job_id}/checkpoints"),
                 adapter_dir=adapter_dir,
-                checkpoint_key=f"jobs/{job_id}/checkpoints",
+                store=store,
                 reporter=reporter,
                 seed=job.seed,
                 trust_remote_code=base.trust_remote_code,
             )
-            if outcome.cancelled:
-                raise _Cancelled(outcome.global_step)
-    except _Cancelled as stop:
-        return _cancelled(reporter, f"at step {stop.step}")
+            if outcome.cancelled or outcome.diverged:
+                raise _Stopped(outcome)
+    except _Stopped as stop:
+        if stop.outcome.diverged:
+            alert = stop.outcome.diverged
+            remedies = "; ".join(alert.remedies)
+            return _fail(reporter, "loss_diverged", f"{alert.message}. Try, in order: {remedies}")
+        return _cancelled(reporter, f"at step {stop.outcome.global_step}")
+    finally:
+        store.delete(f"jobs/{job_id}/staging")
     reporter.set_status(
         JobStatus.succeeded,
         finished_at=utcnow(),
@@ -132,11 +137,11 @@ def _run(job_id: str, reporter: JobReporter) -> str:
     return JobStatus.succeeded.value
 
 
-class _Cancelled(Exception):
+class _Stopped(Exception):
     """Raised inside the adapter folder's scope so that its temporary folder is discarded."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, outcome: TrainOutcome) -> None:
+        self.outcome = outcome
 
 
 def _cancelled(reporter: JobReporter, when: str) -> str:
