@@ -97,3 +97,48 @@ def test_user_text_is_escaped(client: TestClient, tiny_model: str) -> None:
 def test_html_404_page(client: TestClient) -> None:
     response = client.get("/jobs/ftjob-nope", headers={"accept": "text/html"})
     assert response.status_code == 404 and "no fine-tuning job" in response.text and "<html" in response.text
+
+
+def test_dataset_page_shows_the_cleaning_report_and_the_form_makes_a_version(
+    client: TestClient, tiny_model: str
+) -> None:
+    rows = [{"instruction": f"Question {i}?", "output": f"The answer is {i}."} for i in range(12)]
+    rows += [
+        {"instruction": "QUESTION 3", "output": "the answer is 3"},
+        {"instruction": "Say yes", "output": "Yes"},
+        {"instruction": "<script>alert(1)</script>", "output": "The cafÃ© is <b>nice</b>."},
+    ]
+    file_id = upload(client, rows)
+    page = client.get(f"/datasets/{file_id}").text
+    assert (
+        "Cleaning report" in page
+        and "version 1" in page
+        and 'action="/datasets/' + file_id + '/clean"' in page
+    )
+    for name, count in (("near_duplicates", 1), ("short_outputs", 1), ("mojibake", 1), ("too_long", 0)):
+        assert f'<span data-count="{name}">{count}</span>' in page, name
+        assert f'name="filters" value="{name}"' in page, name
+    assert "meant &#39;é&#39;" in page and "same as train[" in page
+    assert "<script>alert(1)" not in page and "<b>nice</b>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;nice&lt;/b&gt;" in page
+
+    form = {"filters": ["near_duplicates", "short_outputs", "mojibake"], "too_long": "truncate"}
+    response = client.post(f"/datasets/{file_id}/clean", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    version_page = client.get(response.headers["location"])
+    assert version_page.status_code == 200
+    text = version_page.text
+    assert "version 2" in text and f'cleaned from <a href="/datasets/{file_id}">d.jsonl</a>' in text
+    assert "d.jsonl (clean v2)" in text and "<code>mojibake</code>: 1" in text
+    version_id = response.headers["location"].removeprefix("/datasets/")
+    assert f'href="/datasets/{version_id}">d.jsonl (clean v2)</a>' in client.get(f"/datasets/{file_id}").text
+
+
+def test_cleaning_form_errors_are_shown_on_the_page(client: TestClient) -> None:
+    file_id = upload(client, [{"instruction": f"q{i}", "output": "a"} for i in range(5)])
+    nothing = client.post(f"/datasets/{file_id}/clean", data={"too_long": "truncate"})
+    assert nothing.status_code == 422 and "No version was made" in nothing.text
+    assert "choose at least one filter" in nothing.text and "Cleaning report" in nothing.text
+    empty = client.post(f"/datasets/{file_id}/clean", data={"filters": "short_outputs"})
+    assert empty.status_code == 422 and "would leave no training rows" in empty.text
+    assert client.get("/api/v1/files").json()["total"] == 1

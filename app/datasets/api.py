@@ -1,15 +1,23 @@
-"""REST: /api/v1/files — upload, list, inspect datasets."""
+"""REST: /api/v1/files — upload, list, inspect and clean datasets."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.basemodels.service import get_model
 from app.config import get_settings
 from app.datasets import service
-from app.datasets.schemas import FileList, FilePublic, RowsPage, TokenStatsPublic
+from app.datasets.schemas import (
+    CleaningQuery,
+    CleaningReportPublic,
+    CleanRequest,
+    FileList,
+    FilePublic,
+    RowsPage,
+    TokenStatsPublic,
+)
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -88,3 +96,34 @@ def file_rows(
         raise HTTPException(422, f"split must be one of {', '.join(service.SPLITS)}")
     rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
     return RowsPage(split=split, page=min(max(page, 1), pages), pages=pages, rows=rows)
+
+
+@router.get(
+    "/{file_id}/cleaning",
+    response_model=CleaningReportPublic,
+    summary="Cleaning report: duplicates, short outputs, mojibake, repeated outputs, too-long rows",
+)
+def file_cleaning(
+    session: SessionDep, store: StoreDep, file_id: str, query: Annotated[CleaningQuery, Query()]
+) -> CleaningReportPublic:
+    report = service.cleaning_report(
+        session=session, store=store, dataset_id=file_id, model_id=query.model, options=query.options()
+    )
+    return CleaningReportPublic.model_validate(report)
+
+
+@router.post(
+    "/{file_id}/clean", response_model=FilePublic, summary="Apply cleaning filters as a new dataset version"
+)
+def clean_file(session: SessionDep, store: StoreDep, file_id: str, body: CleanRequest) -> FilePublic:
+    version = service.clean_dataset(
+        session=session,
+        store=store,
+        dataset_id=file_id,
+        filters=body.filters,
+        too_long=body.too_long,
+        model_id=body.model,
+        options=body.options(),
+    )
+    commit(session)
+    return FilePublic.of(version)

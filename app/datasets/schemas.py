@@ -2,8 +2,9 @@
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
+from app.datasets.cleaning import FILTERS, CleaningOptions, TooLongAction
 from app.models import DatasetFile
 
 
@@ -22,6 +23,9 @@ class FilePublic(BaseModel):
     validation_rows: int
     validation_split: float
     split_seed: int
+    parent_id: str | None = None
+    version: int = 1
+    cleaning: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, dataset: DatasetFile) -> "FilePublic":
@@ -51,3 +55,54 @@ class RowsPage(BaseModel):
     page: int
     pages: int
     rows: list[dict[str, Any]]
+
+
+class CleaningQuery(CleaningOptions):
+    model: str | None = Field(
+        None, description="Base model whose tokenizer counts tokens (default: the default base model)"
+    )
+
+    def options(self) -> CleaningOptions:
+        """Just the thresholds."""
+        return CleaningOptions(**self.model_dump(include=set(CleaningOptions.model_fields)))
+
+
+class CleanRequest(CleaningQuery):
+    filters: list[str] = Field(
+        default_factory=list, description=f"Filters to apply, any of: {', '.join(FILTERS)}"
+    )
+    too_long: TooLongAction = Field(
+        "truncate", description="Rows over max_seq_length: keep them (training truncates) or drop them"
+    )
+
+
+class CleaningExample(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    split: str
+    index: int = Field(description="0-based index of the row in its split")
+    row: dict[str, Any]
+    note: str
+
+
+class CleaningFinding(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    title: str
+    description: str
+    filter: bool = Field(description="Whether this finding can be applied as a filter")
+    count: int
+    examples: list[CleaningExample]
+    skipped: str | None = None
+
+
+class CleaningReportPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    file_id: str
+    rows: int
+    model: str | None
+    options: CleaningOptions
+    filters: list[str]
+    findings: list[CleaningFinding]

@@ -1,7 +1,8 @@
-"""Datasets: validate an upload, store it split into train/validation, describe it."""
+"""Datasets: validate an upload, store it split into train/validation, describe it, clean it."""
 
 import json
 import random
+import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,15 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
+from app.config import get_settings
+from app.datasets.cleaning import (
+    CleaningOptions,
+    CleaningReport,
+    RowRef,
+    build_report,
+    check_filters,
+    select_rows,
+)
 from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_dataset, to_messages
 from app.db import on_rollback
 from app.ids import new_id
@@ -52,17 +62,34 @@ def create_dataset(
         validation_split=validation_split,
         split_seed=split_seed,
     )
+    _store(session=session, store=store, dataset=dataset, original=data, splits=_jsonl(train, validation))
+    return dataset
+
+
+def _jsonl(train: list[dict[str, Any]], validation: list[dict[str, Any]]) -> dict[str, bytes]:
+    return {
+        name: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part).encode("utf-8")
+        for name, part in (("train", train), ("validation", validation))
+    }
+
+
+def _store(
+    *,
+    session: Session,
+    store: LocalArtifactStore,
+    dataset: DatasetFile,
+    original: bytes,
+    splits: dict[str, bytes],
+) -> None:
+    """Write the dataset's folder in one rename and add its row; a rollback deletes the folder."""
     folder = f"files/{dataset.id}"
     on_rollback(session, lambda: store.delete(folder))
     with store.new_folder(folder) as tmp:
-        (tmp / "original").write_bytes(data)
-        for name, part in (("train", train), ("validation", validation)):
-            (tmp / f"{name}.jsonl").write_text(
-                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), "utf-8"
-            )
+        (tmp / "original").write_bytes(original)
+        for name, data in splits.items():
+            (tmp / f"{name}.jsonl").write_bytes(data)
     session.add(dataset)
     session.flush()
-    return dataset
 
 
 def _dedupe(parsed: ParsedDataset) -> tuple[list[dict[str, Any]], int]:
@@ -157,7 +184,7 @@ def token_stats(
     """Rows, min/median/p95/max tokens and how many rows max_seq_length would truncate."""
     tokenizer = chat_tokenizer(base_model.path)
     rows = [r for split in SPLITS for r in read_split(store=store, dataset_id=dataset.id, split=split)]
-    lengths = sorted(tokenizer.count(to_messages(row)) for row in rows)
+    lengths = sorted(tokenizer.count_many([to_messages(row) for row in rows]))
     p95 = lengths[min(len(lengths) - 1, max(0, round(0.95 * len(lengths)) - 1))]
     return TokenStats(
         model=base_model.id,
@@ -169,4 +196,142 @@ def token_stats(
         max=lengths[-1],
         truncated=sum(1 for n in lengths if n > max_seq_length),
         lengths=lengths,
+    )
+
+
+def list_versions(*, session: Session, dataset_id: str) -> list[DatasetFile]:
+    """The cleaned versions made directly from ``dataset_id``, oldest first."""
+    query = select(DatasetFile).where(DatasetFile.parent_id == dataset_id)
+    return list(session.exec(query.order_by(col(DatasetFile.created_at))).all())
+
+
+def pick_base_model(*, session: Session, model_id: str | None) -> BaseModelRecord | None:
+    """``model_id`` (NotFound if unknown), else the default base model, else any, else None."""
+    from app.basemodels.service import get_model  # imported here: that module imports this one
+
+    if model_id:
+        return get_model(session=session, model_id=model_id)
+    default = session.get(BaseModelRecord, get_settings().default_base_model)
+    return default or session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).first()
+
+
+def _row_refs(store: LocalArtifactStore, dataset: DatasetFile) -> list[RowRef]:
+    return [
+        RowRef(split, index, row)
+        for split in SPLITS
+        for index, row in enumerate(read_split(store=store, dataset_id=dataset.id, split=split))
+    ]
+
+
+def _report(
+    store: LocalArtifactStore, dataset: DatasetFile, base: BaseModelRecord | None, options: CleaningOptions
+) -> tuple[list[RowRef], CleaningReport]:
+    rows = _row_refs(store, dataset)
+    if base is None:
+        return rows, build_report(file_id=dataset.id, rows=rows, options=options)
+    tokenizer = chat_tokenizer(base.path)
+
+    def count(row: dict[str, Any]) -> int:
+        return tokenizer.count(to_messages(row))
+
+    return rows, build_report(
+        file_id=dataset.id, rows=rows, options=options, count_tokens=count, model=base.id
+    )
+
+
+def cleaning_report(
+    *,
+    session: Session,
+    store: LocalArtifactStore,
+    dataset_id: str,
+    model_id: str | None = None,
+    options: CleaningOptions | None = None,
+) -> CleaningReport:
+    """Duplicates, short outputs, mojibake, repeated outputs and too-long rows, with examples."""
+    dataset = get_dataset(session=session, dataset_id=dataset_id)
+    base = pick_base_model(session=session, model_id=model_id)
+    return _report(store, dataset, base, options or CleaningOptions())[1]
+
+
+def clean_dataset(
+    *,
+    session: Session,
+    store: LocalArtifactStore,
+    dataset_id: str,
+    filters: list[str],
+    too_long: str = "truncate",
+    model_id: str | None = None,
+    options: CleaningOptions | None = None,
+) -> DatasetFile:
+    """Store a new version of the dataset without the rows ``filters`` flag; the parent is kept."""
+    parent = get_dataset(session=session, dataset_id=dataset_id)
+    chosen = check_filters(filters, too_long)
+    base = None
+    if "too_long" in chosen:  # only this filter needs token counts
+        base = pick_base_model(session=session, model_id=model_id)
+        if base is None and too_long == "drop":
+            raise DatasetInvalid(
+                [Problem(0, "dropping long rows needs a base model to count tokens", "model")]
+            )
+    rows, report = _report(store, parent, base, options or CleaningOptions())
+    kept, removed = select_rows(rows, report, chosen, too_long)
+    train = [ref.row for ref in kept if ref.split == "train"]
+    if not train:
+        message = f"cleaning with {', '.join(chosen)} would leave no training rows; nothing was stored"
+        raise DatasetInvalid([Problem(0, message, "filters")])
+    action = too_long if "too_long" in chosen else None
+    record = _cleaning_record(parent.id, report, chosen, action, removed, rows_after=len(kept))
+    splits = _jsonl(train, [ref.row for ref in kept if ref.split == "validation"])
+    version = _version_of(parent, splits, train_rows=len(train), rows=len(kept), cleaning=record)
+    original = store.read_bytes(f"files/{parent.id}/original")
+    _store(session=session, store=store, dataset=version, original=original, splits=splits)
+    return version
+
+
+def _cleaning_record(
+    source_id: str,
+    report: CleaningReport,
+    filters: list[str],
+    too_long: str | None,
+    removed: dict[str, int],
+    *,
+    rows_after: int,
+) -> dict[str, Any]:
+    """What the version remembers of its making (stored as ``DatasetFile.cleaning``)."""
+    record: dict[str, Any] = {
+        "source_id": source_id,
+        "filters": filters,
+        "too_long": too_long,
+        "removed": removed,
+        "rows_before": report.rows,
+        "rows_after": rows_after,
+        "model": report.model,
+        "options": report.options.model_dump(),
+    }
+    if too_long == "truncate":
+        record["truncated"] = report.finding("too_long").count
+    return record
+
+
+_VERSION_SUFFIX = re.compile(r" \(clean v\d+\)$")
+
+
+def _version_of(
+    parent: DatasetFile, splits: dict[str, bytes], *, train_rows: int, rows: int, cleaning: dict[str, Any]
+) -> DatasetFile:
+    """The new version's row: the parent's split settings, its own counts, size and id."""
+    return DatasetFile(
+        id=new_id("file"),
+        filename=f"{_VERSION_SUFFIX.sub('', parent.filename)[:230]} (clean v{parent.version + 1})",
+        bytes=sum(len(data) for data in splits.values()),
+        format=parent.format,
+        rows=rows,
+        duplicates_removed=parent.duplicates_removed,
+        train_rows=train_rows,
+        validation_rows=rows - train_rows,
+        validation_split=parent.validation_split,
+        split_seed=parent.split_seed,
+        parent_id=parent.id,
+        version=parent.version + 1,
+        cleaning=cleaning,
     )

@@ -1,6 +1,8 @@
-"""HTML pages for datasets: list + upload, and one dataset's split, stats and preview."""
+"""HTML pages for datasets: list + upload; one dataset's split, stats, cleaning report, versions, preview."""
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
@@ -10,6 +12,7 @@ from app.config import get_settings
 from app.datasets import service
 from app.datasets.api import read_upload
 from app.datasets.parsing import DatasetInvalid, Problem
+from app.datasets.schemas import CleaningQuery, CleanRequest
 from app.web import templates
 
 router = APIRouter(include_in_schema=False)
@@ -52,40 +55,88 @@ async def upload_dataset(request: Request, session: SessionDep, store: StoreDep)
     return RedirectResponse(f"/datasets/{dataset.id}", status_code=303)
 
 
+def _dataset_page(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    dataset_id: str,
+    query: CleaningQuery,
+    problem: DatasetInvalid | None = None,
+) -> Response:
+    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
+    models = list_models(session=session)
+    chosen = next(
+        (m for m in models if m.id == (query.model or get_settings().default_base_model)),
+        models[0] if models else None,
+    )
+    stats = (
+        service.token_stats(
+            store=store, dataset=dataset, base_model=chosen, max_seq_length=query.max_seq_length
+        )
+        if chosen
+        else None
+    )
+    report = service.cleaning_report(
+        session=session,
+        store=store,
+        dataset_id=dataset.id,
+        model_id=chosen.id if chosen else None,
+        options=query.options(),
+    )
+    rows, pages = service.preview(store=store, dataset=dataset, split="train", page=1)
+    context = {
+        "dataset": dataset,
+        "parent": service.get_dataset(session=session, dataset_id=dataset.parent_id)
+        if dataset.parent_id
+        else None,
+        "versions": service.list_versions(session=session, dataset_id=dataset.id),
+        "models": models,
+        "chosen": chosen,
+        "stats": stats,
+        "report": report,
+        "problem": problem,
+        "rows": rows,
+        "page": 1,
+        "pages": pages,
+        "split": "train",
+    }
+    status = 422 if problem else 200
+    return templates.TemplateResponse(request, "pages/dataset.html", context, status_code=status)
+
+
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(
     request: Request,
     session: SessionDep,
     store: StoreDep,
     dataset_id: str,
-    model: str | None = None,
-    max_seq_length: int = 1024,
+    query: Annotated[CleaningQuery, Query()],
 ) -> Response:
-    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
-    models = list_models(session=session)
-    chosen = next(
-        (m for m in models if m.id == (model or get_settings().default_base_model)),
-        models[0] if models else None,
-    )
-    stats = (
-        service.token_stats(
-            store=store, dataset=dataset, base_model=chosen, max_seq_length=max(16, max_seq_length)
+    return _dataset_page(request, session, store, dataset_id, query)
+
+
+@router.post("/datasets/{dataset_id}/clean", response_class=HTMLResponse)
+def clean_dataset(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    dataset_id: str,
+    form: Annotated[CleanRequest, Form()],
+) -> Response:
+    try:
+        version = service.clean_dataset(
+            session=session,
+            store=store,
+            dataset_id=dataset_id,
+            filters=form.filters,
+            too_long=form.too_long,
+            model_id=form.model,
+            options=form.options(),
         )
-        if chosen
-        else None
-    )
-    rows, pages = service.preview(store=store, dataset=dataset, split="train", page=1)
-    context = {
-        "dataset": dataset,
-        "models": models,
-        "chosen": chosen,
-        "stats": stats,
-        "rows": rows,
-        "page": 1,
-        "pages": pages,
-        "split": "train",
-    }
-    return templates.TemplateResponse(request, "pages/dataset.html", context)
+    except DatasetInvalid as exc:
+        return _dataset_page(request, session, store, dataset_id, form, problem=exc)
+    commit(session)
+    return RedirectResponse(f"/datasets/{version.id}", status_code=303)
 
 
 @router.get("/datasets/{dataset_id}/rows", response_class=HTMLResponse)
