@@ -8,6 +8,7 @@ from celery import Celery
 from app.config import Settings, get_settings
 
 TRAIN_TASK = "tunedeck.train"
+MERGE_TASK = "tunedeck.merge"
 # Redis re-delivers an unacked message after this long; it must exceed any training job.
 VISIBILITY_TIMEOUT_S = 14 * 24 * 3600
 
@@ -55,3 +56,10 @@ def send_training_task(job_id: str) -> None:
     settings = get_settings()
     producer = _producer(settings.redis_url or str(settings.broker_dir))
     producer.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+
+
+def send_merge_task(merge_id: str) -> None:
+    """Ask a worker to run merge ``merge_id`` (call only after it is committed)."""
+    settings = get_settings()
+    producer = _producer(settings.redis_url or str(settings.broker_dir))
+    producer.send_task(MERGE_TASK, args=[merge_id], queue=settings.queue)

@@ -82,20 +82,44 @@ class LocalArtifactStore:
         else:
             path.unlink(missing_ok=True)
 
-    def zip_folder(self, key: str) -> bytes:
-        """The weights, configs and docs directly inside folder ``key`` as a zip archive.
+    def iter_zip(self, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """Stream the weights, configs and docs directly inside folder ``key`` as a zip archive.
 
-        Only safe formats travel: pickles a trainer leaves beside them (training_args.bin) don't.
+        Memory stays flat for multi-GB merged models. Only safe formats travel: pickles a trainer
+        leaves beside them (training_args.bin) don't.
         """
         folder = self.path(key)
         if not folder.is_dir():
             raise FileNotFoundError(key)
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for item in sorted(folder.iterdir()):
-                if item.is_file() and not item.is_symlink() and item.suffix in DOWNLOADABLE_SUFFIXES:
-                    archive.write(item, arcname=item.name)
-        return buffer.getvalue()
+        files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.is_symlink()]
+        sink = _ChunkSink()
+        with zipfile.ZipFile(sink, "w", zipfile.ZIP_STORED) as archive:
+            for item in files:
+                if item.suffix not in DOWNLOADABLE_SUFFIXES:
+                    continue
+                with open(item, "rb") as source, archive.open(item.name, "w", force_zip64=True) as target:
+                    while chunk := source.read(chunk_size):
+                        target.write(chunk)
+                        yield from sink.drain()
+        yield from sink.drain()
+
+
+class _ChunkSink(io.RawIOBase):
+    """A write-only, unseekable stream whose written bytes are handed on as chunks."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self._chunks.append(bytes(data))
+        return len(data)
+
+    def drain(self) -> Iterator[bytes]:
+        chunks, self._chunks = self._chunks, []
+        yield from chunks
 
 
 def get_store() -> LocalArtifactStore:

@@ -2,7 +2,7 @@
 
 import socket
 
-from app.queue import TRAIN_TASK
+from app.queue import MERGE_TASK, TRAIN_TASK
 from worker.celery_app import celery
 
 
@@ -12,3 +12,11 @@ def train(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
     from worker.training.runner import run_job
 
     return run_job(job_id, worker_name=self.request.hostname or socket.gethostname())
+
+
+@celery.task(name=MERGE_TASK)
+def merge(merge_id: str) -> str:
+    """Merge an adapter into its full-precision base; return the merge's final status."""
+    from worker.merge import run_merge
+
+    return run_merge(merge_id)

@@ -7,6 +7,7 @@ from pydantic import BaseModel
 
 from app.api.deps import SessionDep
 from app.basemodels import service
+from app.jobs.merging import merged_models
 
 
 class ModelPublic(BaseModel):
@@ -14,7 +15,7 @@ class ModelPublic(BaseModel):
     object: Literal["model"] = "model"
     created: int
     owned_by: str = "tunedeck"
-    kind: Literal["base", "adapter"]
+    kind: Literal["base", "adapter", "merged"]
     parent: str | None = None
     job_id: str | None = None
     n_params: int | None = None
@@ -44,4 +45,14 @@ def list_models(session: SessionDep) -> ModelList:
         )
         for job in service.list_adapters(session=session)
     ]
-    return ModelList(data=bases + adapters)
+    merged = [
+        ModelPublic(
+            id=name,
+            created=int((merge.finished_at or merge.created_at).timestamp()),
+            kind="merged",
+            parent=name.rsplit(":", 2)[0],
+            job_id=merge.job_id,
+        )
+        for merge, name in merged_models(session=session)
+    ]
+    return ModelList(data=bases + adapters + merged)

@@ -3,11 +3,11 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.config import get_settings
-from app.jobs import service
+from app.jobs import merging, service
 from app.jobs.schemas import (
     AdvicePublic,
     CheckpointList,
@@ -17,11 +17,13 @@ from app.jobs.schemas import (
     JobCreate,
     JobList,
     JobPublic,
+    MergePublic,
     MetricList,
     MetricPoint,
 )
 from app.jobs.stream import job_events
 from app.models import JobStatus
+from app.storage import LocalArtifactStore
 
 router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
@@ -125,23 +127,54 @@ def stream_job(
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 
-def _zip_response(data: bytes, filename: str) -> Response:
+def _zip_response(store: LocalArtifactStore, key: str, filename: str) -> StreamingResponse:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
-    return Response(data, media_type="application/zip", headers=headers)
+    return StreamingResponse(store.iter_zip(key), media_type="application/zip", headers=headers)
 
 
 @router.get("/{job_id}/adapter", summary="Download the trained LoRA adapter (zip)")
-def download_adapter(session: SessionDep, store: StoreDep, job_id: str) -> Response:
+def download_adapter(session: SessionDep, store: StoreDep, job_id: str) -> StreamingResponse:
     job = service.get_job(session=session, job_id=job_id)
     if not job.adapter_key:
         raise HTTPException(404, f"job {job_id} has no adapter yet (status: {job.status.value})")
-    return _zip_response(store.zip_folder(job.adapter_key), f"{job_id}-adapter.zip")
+    return _zip_response(store, job.adapter_key, f"{job_id}-adapter.zip")
 
 
 @router.get(
     "/{job_id}/checkpoints/{checkpoint_id}/download",
     summary="Download a checkpoint's adapter (zip)",
 )
-def download_checkpoint(session: SessionDep, store: StoreDep, job_id: str, checkpoint_id: str) -> Response:
+def download_checkpoint(
+    session: SessionDep, store: StoreDep, job_id: str, checkpoint_id: str
+) -> StreamingResponse:
     checkpoint = service.get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
-    return _zip_response(store.zip_folder(checkpoint.artifact_key), f"{job_id}-step{checkpoint.step}.zip")
+    return _zip_response(store, checkpoint.artifact_key, f"{job_id}-step{checkpoint.step}.zip")
+
+
+@router.post(
+    "/{job_id}/merge", response_model=MergePublic, summary="Merge the adapter into the base (worker task)"
+)
+def merge_job(session: SessionDep, job_id: str) -> MergePublic:
+    merge = merging.request_merge(session=session, job_id=job_id)
+    commit(session)
+    return MergePublic.of(merge)
+
+
+@router.get(
+    "/{job_id}/merge", response_model=MergePublic, summary="The latest merge of this job, with progress"
+)
+def get_merge(session: SessionDep, job_id: str) -> MergePublic:
+    service.get_job(session=session, job_id=job_id)
+    merge = merging.latest_merge(session=session, job_id=job_id)
+    if merge is None:
+        raise HTTPException(404, f"job {job_id} has not been merged; POST to …/{job_id}/merge")
+    return MergePublic.of(merge)
+
+
+@router.get("/{job_id}/merged", summary="Download the merged model (zip of safetensors + tokenizer)")
+def download_merged(session: SessionDep, store: StoreDep, job_id: str) -> StreamingResponse:
+    service.get_job(session=session, job_id=job_id)
+    merge = merging.latest_merge(session=session, job_id=job_id)
+    if merge is None or merge.status != "succeeded" or not merge.artifact_key:
+        raise HTTPException(404, f"job {job_id} has no merged model yet")
+    return _zip_response(store, merge.artifact_key, f"{job_id}-merged.zip")

@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from app.jobs.advisor import Check, Estimates
 from app.jobs.service import progress
-from app.models import Checkpoint, Job, JobEvent
+from app.models import Checkpoint, Job, JobEvent, Merge
 from app.spec import TrainingSpec
 
 OPENAI_AUTO = "auto"
@@ -235,4 +235,32 @@ class AdvicePublic(BaseModel):
             checks=[CheckPublic(**check.__dict__) for check in checks],
             estimates=EstimatesPublic(**estimates.__dict__),
             blocked=any(check.level == "error" for check in checks),
+        )
+
+
+class MergePublic(BaseModel):
+    id: str
+    object: Literal["fine_tuning.job.merge"] = "fine_tuning.job.merge"
+    fine_tuning_job_id: str
+    status: str
+    progress: float
+    message: str
+    error: str | None
+    created_at: int
+    finished_at: int | None
+    download_url: str | None
+
+    @classmethod
+    def of(cls, merge: Merge) -> "MergePublic":
+        url = f"/api/v1/fine_tuning/jobs/{merge.job_id}/merged" if merge.status == "succeeded" else None
+        return cls(
+            id=merge.id,
+            fine_tuning_job_id=merge.job_id,
+            status=merge.status,
+            progress=merge.progress,
+            message=merge.message,
+            error=merge.error,
+            created_at=int(merge.created_at.timestamp()),
+            finished_at=int(merge.finished_at.timestamp()) if merge.finished_at else None,
+            download_url=url,
         )

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from app.api.deps import SessionDep, StoreDep, commit
 from app.basemodels.service import list_models
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
-from app.jobs import service
+from app.jobs import merging, service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.schemas import JobPublic
 from app.models import JobStatus
@@ -127,6 +127,7 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
         "progress": service.progress(job),
         "events": list(reversed(events)),
         "alerts": service.list_alerts(session=session, job_id=job_id),
+        "merge": merging.latest_merge(session=session, job_id=job_id),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
         "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
     }
@@ -145,3 +146,17 @@ def checkpoints_partial(request: Request, session: SessionDep, job_id: str) -> R
     job = service.get_job(session=session, job_id=job_id)
     context = {"job": job, "checkpoints": service.list_checkpoints(session=session, job_id=job_id)}
     return templates.TemplateResponse(request, "partials/jobs/checkpoints.html", context)
+
+
+@router.post("/jobs/{job_id}/merge")
+def merge_job_form(session: SessionDep, job_id: str) -> Response:
+    merging.request_merge(session=session, job_id=job_id)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}#merge", status_code=303)
+
+
+@router.get("/jobs/{job_id}/merge", response_class=HTMLResponse)
+def merge_partial(request: Request, session: SessionDep, job_id: str) -> Response:
+    job = service.get_job(session=session, job_id=job_id)
+    context = {"job": job, "merge": merging.latest_merge(session=session, job_id=job_id)}
+    return templates.TemplateResponse(request, "partials/jobs/merge.html", context)

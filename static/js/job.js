@@ -127,7 +127,10 @@
     source.addEventListener("status", (m) => setStatus(JSON.parse(m.data)));
     source.addEventListener("end", () => {
       source.close();
-      if (window.htmx) htmx.ajax("GET", `/jobs/${jobId}/checkpoints`, { target: "#checkpoints", swap: "outerHTML" });
+      if (window.htmx) {
+        htmx.ajax("GET", `/jobs/${jobId}/checkpoints`, { target: "#checkpoints", swap: "outerHTML" });
+        htmx.ajax("GET", `/jobs/${jobId}/merge`, { target: "#merge", swap: "outerHTML" });
+      }
     });
   }
 

@@ -1,0 +1,44 @@
+"""Merging an adapter into its full-precision base: requested here, run by a worker task."""
+
+from sqlmodel import Session, col, select
+
+from app.db import after_commit
+from app.ids import new_id
+from app.jobs.service import JobConflict, add_event, get_job
+from app.models import JobStatus, Merge
+from app.queue import send_merge_task
+
+ACTIVE = ("queued", "running")
+
+
+def request_merge(*, session: Session, job_id: str) -> Merge:
+    """Queue a merge of job ``job_id``'s adapter (or return the one already done or under way)."""
+    job = get_job(session=session, job_id=job_id)
+    if job.status != JobStatus.succeeded or not job.adapter_key:
+        raise JobConflict(f"job {job_id} has no adapter to merge (status: {job.status.value})")
+    existing = latest_merge(session=session, job_id=job_id)
+    if existing is not None and existing.status in (*ACTIVE, "succeeded"):
+        return existing
+    merge = Merge(id=new_id("merge"), job_id=job_id)
+    session.add(merge)
+    add_event(session=session, job_id=job_id, message="Merge into the full-precision base requested")
+    session.flush()
+    after_commit(session, lambda: send_merge_task(merge.id))
+    return merge
+
+
+def latest_merge(*, session: Session, job_id: str) -> Merge | None:
+    """The newest merge of the job, if any."""
+    query = select(Merge).where(Merge.job_id == job_id).order_by(col(Merge.created_at).desc())
+    return session.exec(query).first()
+
+
+def merged_models(*, session: Session) -> list[tuple[Merge, str]]:
+    """Finished merges with the served name of each merged model."""
+    query = select(Merge).where(Merge.status == "succeeded").order_by(col(Merge.finished_at).desc())
+    merges = list(session.exec(query).all())
+    names = []
+    for merge in merges:
+        job = get_job(session=session, job_id=merge.job_id)
+        names.append((merge, f"{job.model}:{job.id}:merged"))
+    return names

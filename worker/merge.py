@@ -1,0 +1,87 @@
+"""Merge a job's LoRA adapter into its base with merge_and_unload, saved as safetensors.
+
+The base is always reloaded in full precision, also for 4-bit (QLoRA) jobs: merging into
+quantized weights would bake the quantization error in.
+"""
+
+import logging
+
+import torch
+from sqlmodel import col, update
+
+from app.db import read_session, session_scope
+from app.jobs.service import add_event
+from app.models import BaseModelRecord, Job, Merge
+from app.storage import get_store
+from app.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _update(merge_id: str, **values: object) -> None:
+    with session_scope() as session:
+        session.exec(update(Merge).where(col(Merge.id) == merge_id).values(**values))
+
+
+def _progress(merge: Merge, fraction: float, message: str) -> None:
+    _update(merge.id, progress=fraction, message=message)
+    with session_scope() as session:
+        add_event(session=session, job_id=merge.job_id, message=f"Merge {round(fraction * 100)}%: {message}")
+
+
+def run_merge(merge_id: str) -> str:
+    """Run merge ``merge_id`` if it is still queued; return its final status."""
+    with session_scope() as session:
+        claimed = session.exec(
+            update(Merge)
+            .where(col(Merge.id) == merge_id, col(Merge.status) == "queued")
+            .values(status="running")
+        )
+        if claimed.rowcount != 1:
+            return "skipped"
+    with read_session() as session:
+        merge = session.get(Merge, merge_id)
+        assert merge is not None
+        job = session.get(Job, merge.job_id)
+        assert job is not None and job.adapter_key
+        base = session.get(BaseModelRecord, job.model)
+    try:
+        if base is None:
+            raise RuntimeError(f"base model {job.model!r} is no longer registered")
+        key = f"jobs/{job.id}/merged"
+        _merge(merge, base, job.adapter_key, key)
+    except Exception as exc:
+        log.exception("merge %s failed", merge_id)
+        _update(merge_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
+        with session_scope() as session:
+            add_event(session=session, job_id=merge.job_id, message=f"Merge failed: {exc}", level="error")
+        return "failed"
+    _update(
+        merge_id, status="succeeded", progress=1.0, message="done", artifact_key=key, finished_at=utcnow()
+    )
+    with session_scope() as session:
+        add_event(
+            session=session, job_id=merge.job_id, message="Merged model saved (safetensors + tokenizer)"
+        )
+    return "succeeded"
+
+
+def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    store = get_store()
+    dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    _progress(merge, 0.1, f"loading {base.id} in {str(dtype).removeprefix('torch.')} (unquantized)")
+    model = AutoModelForCausalLM.from_pretrained(
+        base.path, dtype=dtype, trust_remote_code=base.trust_remote_code
+    )
+    tokenizer = AutoTokenizer.from_pretrained(base.path)
+    _progress(merge, 0.4, "loading the adapter")
+    model = PeftModel.from_pretrained(model, str(store.path(adapter_key)))
+    _progress(merge, 0.6, "merging the LoRA weights into the base (merge_and_unload)")
+    merged = model.merge_and_unload()
+    _progress(merge, 0.8, "saving safetensors and the tokenizer")
+    with store.new_folder(key) as folder:
+        merged.save_pretrained(folder, safe_serialization=True)
+        tokenizer.save_pretrained(folder)
