@@ -11,6 +11,7 @@ from app.datasets import views as datasets_views
 from app.jobs import api as jobs_api
 from app.jobs import views as jobs_views
 from app.paths import resource_dir
+from app.presets import api as presets_api
 
 
 def create_app() -> FastAPI:
@@ -20,7 +21,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
     )
-    for module in (files_api, jobs_api, models_api, jobs_views, datasets_views, models_views):
+    for module in (files_api, jobs_api, models_api, presets_api, jobs_views, datasets_views, models_views):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)

@@ -14,6 +14,7 @@ from app.basemodels.service import ModelFolderInvalid
 from app.datasets.parsing import DatasetInvalid
 from app.datasets.service import NotFound
 from app.jobs.service import AdviceBlocked, InvalidJobRequest, JobConflict
+from app.presets.service import PresetConflict
 from app.web import templates
 
 ERROR_TYPES = {
@@ -87,6 +88,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JobConflict)
     async def _conflict(request: Request, exc: JobConflict) -> Response:
         return _respond(request, 409, error_body(str(exc), status=409, code="invalid_state"))
+
+    @app.exception_handler(PresetConflict)
+    async def _preset_conflict(request: Request, exc: PresetConflict) -> Response:
+        return _respond(request, 409, error_body(str(exc), status=409, param=exc.param, code=exc.code))
 
     @app.exception_handler(ModelFolderInvalid)
     async def _bad_model(request: Request, exc: ModelFolderInvalid) -> Response:

@@ -1,6 +1,7 @@
 """HTML pages for jobs: the list, the new-job form, the job page."""
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -13,7 +14,14 @@ from app.jobs import merging, service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.schemas import JobPublic
 from app.models import JobStatus
+from app.presets.schemas import PresetCreate, PresetPublic
+from app.presets.service import PresetConflict, create_preset, get_preset, list_presets, preset_values
 from app.web import templates
+
+# Fields of "what to train" that survive switching presets or saving one.
+KEPT_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed")
+# The save-as-preset inputs, named apart from the spec's fields.
+_PRESET_INPUTS = {"name": "preset_name", "description": "preset_description"}
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,6 +55,7 @@ def _form_page(
     datasets, _ = list_datasets(session=session, limit=500)
     context = {
         "groups": form_fields(values.get("hyperparameters")),
+        "presets": [PresetPublic.of(p) for p in list_presets(session=session)],
         "models": list_models(session=session),
         "datasets": datasets,
         "values": values,
@@ -56,8 +65,28 @@ def _form_page(
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job_page(request: Request, session: SessionDep, training_file: str | None = None) -> Response:
-    return _form_page(request, session, {"training_file": training_file}, {})
+def new_job_page(
+    request: Request,
+    session: SessionDep,
+    model: str | None = None,
+    training_file: str | None = None,
+    validation_file: str | None = None,
+    suffix: str | None = None,
+    seed: str | None = None,
+    preset: str | None = None,
+) -> Response:
+    """The new-job form; ``preset`` fills the hyperparameters, the other fields pass through."""
+    values: dict[str, Any] = {
+        "model": model,
+        "training_file": training_file,
+        "validation_file": validation_file,
+        "suffix": suffix,
+        "seed": seed,
+    }
+    if preset:
+        chosen = get_preset(session=session, preset_id=preset)
+        values |= {"preset": chosen.id, "hyperparameters": preset_values(chosen)}
+    return _form_page(request, session, values, {})
 
 
 async def _read_form(request: Request) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -115,6 +144,31 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep) -> 
         return _form_page(request, session, values, errors, status=422)
     commit(session)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.post("/presets", response_class=HTMLResponse)
+async def save_preset_form(request: Request, session: SessionDep) -> Response:
+    """Save the form's hyperparameters as a preset, then show the form with it chosen."""
+    fields, first = await _read_form(request)
+    values: dict[str, Any] = {**first, "hyperparameters": first}
+    try:
+        body = PresetCreate(
+            name=first.get("preset_name", ""),
+            description=first.get("preset_description", ""),
+            hyperparameters=parse_spec_form(fields),
+        )
+    except ValidationError as exc:
+        errors = {_PRESET_INPUTS.get(k, k): message for k, message in spec_errors(exc).items()}
+        return _form_page(request, session, values, errors, status=422)
+    try:
+        preset = create_preset(
+            session=session, name=body.name, description=body.description, spec=body.hyperparameters
+        )
+    except PresetConflict as exc:
+        return _form_page(request, session, values, {"preset_name": str(exc)}, status=409)
+    commit(session)
+    kept = {key: first[key] for key in KEPT_FIELDS if first.get(key)}
+    return RedirectResponse(f"/jobs/new?{urlencode({'preset': preset.id, **kept})}", status_code=303)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)

@@ -3,5 +3,16 @@
 from app.models.base_model import BaseModelRecord
 from app.models.dataset import DatasetFile
 from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
+from app.models.preset import Preset
 
-__all__ = ["BaseModelRecord", "Checkpoint", "DatasetFile", "Job", "JobEvent", "JobStatus", "Merge", "Metric"]
+__all__ = [
+    "BaseModelRecord",
+    "Checkpoint",
+    "DatasetFile",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "Merge",
+    "Metric",
+    "Preset",
+]
