@@ -21,7 +21,7 @@
       width: Math.max(320, chartEl.clientWidth - 8),
       height: 320,
       scales: { x: { time: false } },
-      axes: [{ label: "step" }, { label: "loss" }],
+      axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "loss" }],
       series: [
         { label: "step" },
         { label: "train loss", stroke: "#2563eb", width: 2, spanGaps: true, points: { show: false } },
