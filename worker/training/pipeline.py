@@ -15,6 +15,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     set_seed,
 )
+from transformers.utils import is_flash_attn_2_available
 from trl import SFTConfig, SFTTrainer
 
 from app.jobs.monitor import Alert
@@ -35,6 +36,11 @@ class Device:
 
     cuda: bool
     dtype: torch.dtype
+
+    @property
+    def varlen_attention(self) -> bool:
+        """A variable-length attention kernel (FlashAttention 2) makes padding-free batches exact."""
+        return self.cuda and is_flash_attn_2_available()
 
     @property
     def name(self) -> str:
@@ -84,6 +90,7 @@ def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote
             dtype=device.dtype,
             quantization_config=quantization,
             device_map={"": 0} if device.cuda else None,
+            attn_implementation="flash_attention_2" if device.varlen_attention else "sdpa",
             trust_remote_code=trust_remote_code,
         )
     except (torch.OutOfMemoryError, MemoryError):
@@ -137,6 +144,7 @@ def sft_config(
         max_length=spec.max_seq_length,
         completion_only_loss=True,
         train_sampling_strategy="group_by_length",
+        padding_free=device.varlen_attention,  # one flat sequence per batch: no pad token at all
         logging_steps=spec.logging_steps,
         logging_first_step=True,
         eval_strategy=eval_strategy,
