@@ -65,13 +65,24 @@ def test_separate_validation_file_trains_on_all_training_rows(
     assert run_job(job_id, "test-worker") == "skipped"  # a re-delivered message does not run it twice
 
 
-def test_qlora_4bit_nf4_path_trains_on_cpu(client: TestClient, tiny_model: str, sqlite_only: None) -> None:
+@pytest.mark.parametrize(
+    "quantization",
+    [
+        {"quantization": "4bit"},
+        {"quantization": "4bit", "bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False},
+        {"quantization": "8bit"},
+    ],
+    ids=["nf4-double-quant", "fp4", "8bit"],
+)
+def test_bitsandbytes_quantized_bases_train_on_cpu(
+    client: TestClient, tiny_model: str, sqlite_only: None, quantization: dict[str, object]
+) -> None:
     file_id = upload(client, INSTRUCTION_ROWS[:12])
-    job_id = create_job(client, tiny_model, file_id, hp={"quantization": "4bit"})
+    job_id = create_job(client, tiny_model, file_id, hp=quantization)
     status = run_job(job_id, "test-worker")
     job = client.get(f"/api/v1/fine_tuning/jobs/{job_id}").json()
     assert status == "succeeded", job["error"]
-    assert any("quantization 4bit" in m for m in events(client, job_id))
+    assert any(f"quantization {quantization['quantization']}" in m for m in events(client, job_id))
 
 
 def test_missing_weights_fail_with_a_model_load_message(
