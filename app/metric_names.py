@@ -2,10 +2,11 @@
 
 TRAIN_LOSS = "train_loss"
 VALID_LOSS = "valid_loss"
+VALID_ACCURACY = "valid_accuracy"  # SEQ_CLS jobs: share of validation rows labelled right
 LEARNING_RATE = "learning_rate"
 GRAD_NORM = "grad_norm"
 TOKENS_SEEN = "tokens_seen"
 STEP_TIME = "step_time"
 EPOCH = "epoch"
 
-ALL = (TRAIN_LOSS, VALID_LOSS, LEARNING_RATE, GRAD_NORM, TOKENS_SEEN, STEP_TIME, EPOCH)
+ALL = (TRAIN_LOSS, VALID_LOSS, VALID_ACCURACY, LEARNING_RATE, GRAD_NORM, TOKENS_SEEN, STEP_TIME, EPOCH)

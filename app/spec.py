@@ -39,8 +39,11 @@ class TrainingSpec(BaseModel):
     bias: Literal["none", "lora_only", "all"] = Field(
         "none", description="Which biases train: none (seed), only LoRA layers', or all"
     )
-    task_type: Literal["CAUSAL_LM"] = Field(
-        "CAUSAL_LM", description="CAUSAL_LM: instruction / chat supervised fine-tuning"
+    task_type: Literal["CAUSAL_LM", "SEQ_CLS", "SEQ_2_SEQ_LM"] = Field(
+        "CAUSAL_LM",
+        description="CAUSAL_LM: instruction / chat fine-tuning of a decoder-only model; "
+        "SEQ_CLS: text classification (text, label rows) with a new classifier head; "
+        "SEQ_2_SEQ_LM: instruction rows on an encoder-decoder model (T5, BART)",
     )
     modules_to_save: list[str] | None = Field(
         None, description="Extra modules trained fully and saved with the adapter (e.g. lm_head)"

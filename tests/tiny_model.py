@@ -84,3 +84,29 @@ def build_tiny_bert(out: Path, tokenizer_from: Path) -> Path:
     )
     BertForMaskedLM(config).save_pretrained(out)
     return out
+
+
+def build_tiny_t5(out: Path, tokenizer_from: Path) -> Path:
+    """A 2-layer T5 encoder-decoder (q / k / v / o, wi / wo), sharing the tiny Llama's tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_tokenizer(tokenizer_from, out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    torch.manual_seed(0)
+    config = T5Config(
+        vocab_size=49152,
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_decoder_layers=2,
+        num_heads=4,
+        pad_token_id=pad,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=pad,
+    )
+    T5ForConditionalGeneration(config).save_pretrained(out)
+    return out

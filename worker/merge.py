@@ -5,6 +5,7 @@ quantized weights would bake the quantization error in.
 """
 
 import logging
+from typing import Any
 
 import torch
 from sqlmodel import col, update
@@ -12,6 +13,7 @@ from sqlmodel import col, update
 from app.db import read_session, session_scope
 from app.jobs.service import add_event
 from app.models import BaseModelRecord, Job, Merge
+from app.spec import TrainingSpec
 from app.storage import get_store
 from app.timeutil import utcnow
 
@@ -49,7 +51,7 @@ def run_merge(merge_id: str) -> str:
         if base is None:
             raise RuntimeError(f"base model {job.model!r} is no longer registered")
         key = f"jobs/{job.id}/merged"
-        _merge(merge, base, job.adapter_key, key)
+        _merge(merge, base, job.adapter_key, key, TrainingSpec.model_validate(job.hyperparameters).task_type)
     except Exception as exc:
         log.exception("merge %s failed", merge_id)
         _update(merge_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
@@ -66,16 +68,27 @@ def run_merge(merge_id: str) -> str:
     return "succeeded"
 
 
-def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str) -> None:
+def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str, task_type: str) -> None:
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     store = get_store()
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     _progress(merge, 0.1, f"loading {base.id} in {str(dtype).removeprefix('torch.')} (unquantized)")
-    model = AutoModelForCausalLM.from_pretrained(
-        base.path, dtype=dtype, trust_remote_code=base.trust_remote_code
-    )
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": base.trust_remote_code}
+    auto_class: Any = {
+        "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM,
+        "SEQ_CLS": AutoModelForSequenceClassification,
+    }.get(task_type, AutoModelForCausalLM)
+    if task_type == "SEQ_CLS":  # the job saved its label names beside the adapter
+        kwargs["config"] = AutoConfig.from_pretrained(str(store.path(adapter_key)))
+    model = auto_class.from_pretrained(base.path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     _progress(merge, 0.4, "loading the adapter")
     model = PeftModel.from_pretrained(model, str(store.path(adapter_key)))

@@ -1,7 +1,8 @@
 """Parse and validate uploaded datasets, reporting every problem with its line.
 
-Two row formats: the seed's instruction rows ``{"instruction", "input", "output"}`` and chat
-rows ``{"messages": [{"role", "content"}, ...]}``; as JSON (an array), JSONL or CSV.
+Three row formats: the seed's instruction rows ``{"instruction", "input", "output"}``, chat
+rows ``{"messages": [{"role", "content"}, ...]}`` and classification rows ``{"text", "label"}``;
+as JSON (an array), JSONL or CSV (chat rows: JSON only).
 """
 
 import csv
@@ -133,16 +134,15 @@ def _csv_records(text: str) -> list[Record]:
         header = reader.fieldnames or []
     except csv.Error as exc:
         raise DatasetInvalid([Problem(1, f"broken CSV header ({exc})")]) from None
-    missing = [name for name in ("instruction", "output") if name not in header]
+    classification = bool({"text", "label"} & set(header)) and not {"instruction", "output"} & set(header)
+    columns = ("text", "label") if classification else ("instruction", "output")
+    missing = [name for name in columns if name not in header]
     if missing:
-        raise DatasetInvalid(
-            [
-                Problem(
-                    1,
-                    f"CSV header must name columns instruction, input (optional), output; missing {missing}",
-                )
-            ]
+        message = (
+            "CSV header must name columns instruction, input (optional), output "
+            f"(or text, label for classification); missing {missing}"
         )
+        raise DatasetInvalid([Problem(1, message)])
     records: list[Record] = []
     while True:
         try:
@@ -169,15 +169,14 @@ def _validate(records: list[Record]) -> ParsedDataset:
         if not isinstance(value, dict):
             problems.append(Problem(line, f"each row must be a JSON object, got {_type_name(value)}"))
             continue
-        row_format = "chat" if "messages" in value else "instruction"
+        row_format = _row_format(value) or result.format or "instruction"
         result.format = result.format or row_format
         if row_format != result.format:
             problems.append(
                 Problem(line, f"row is in {row_format} format but earlier rows are {result.format}")
             )
             continue
-        check = _check_chat if row_format == "chat" else _check_instruction
-        row, row_problems = check(line, value)
+        row, row_problems = CHECKS[row_format](line, value)
         problems.extend(row_problems)
         if not row_problems:
             result.rows.append(row)
@@ -187,6 +186,17 @@ def _validate(records: list[Record]) -> ParsedDataset:
     if not result.rows:
         raise DatasetInvalid([Problem(0, "the file is empty: no rows found")])
     return result
+
+
+def _row_format(value: dict[str, Any]) -> str | None:
+    """The format a row's keys point to; None when it names none of them."""
+    if "messages" in value:
+        return "chat"
+    if "instruction" in value or "output" in value:
+        return "instruction"
+    if "text" in value or "label" in value:
+        return "classification"
+    return None
 
 
 def _type_name(value: Any) -> str:
@@ -254,10 +264,35 @@ def _check_chat(line: int, value: dict[str, Any]) -> tuple[dict[str, Any], list[
     return {"messages": clean}, problems
 
 
+def _check_classification(line: int, value: dict[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    """A text and its label; labels are stored as strings so that CSV and JSON files agree."""
+    problems: list[Problem] = []
+    text, label = value.get("text"), value.get("label")
+    if text is None:
+        problems.append(Problem(line, "missing (every row needs text and label)", "text"))
+    elif not isinstance(text, str):
+        problems.append(Problem(line, f"must be a string, got {_type_name(text)}", "text"))
+    elif not text.strip():
+        problems.append(Problem(line, "is empty", "text"))
+    if label is None:
+        problems.append(Problem(line, "missing (every row needs text and label)", "label"))
+    elif isinstance(label, bool) or not isinstance(label, str | int):
+        message = f"must be a string or a whole number, got {_type_name(label)}"
+        problems.append(Problem(line, message, "label"))
+    elif not str(label).strip():
+        problems.append(Problem(line, "is empty", "label"))
+    return {"text": text, "label": str(label).strip()}, problems
+
+
+CHECKS = {"instruction": _check_instruction, "chat": _check_chat, "classification": _check_classification}
+
+
 def to_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    """A row of either format as chat messages (instruction + input → user, output → assistant)."""
+    """A row as chat messages (instruction + input or text → user, output or label → assistant)."""
     if "messages" in row:
         return list(row["messages"])
+    if "label" in row:
+        return [{"role": "user", "content": row["text"]}, {"role": "assistant", "content": row["label"]}]
     prompt = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
     messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
     return [

@@ -161,7 +161,7 @@ def preview(
 
 @dataclass(frozen=True)
 class TokenStats:
-    """Token lengths of every row after the base model's chat template."""
+    """Token lengths of every row after the base model's chat template (classification: the text)."""
 
     model: str
     max_seq_length: int
@@ -184,7 +184,11 @@ def token_stats(
     """Rows, min/median/p95/max tokens and how many rows max_seq_length would truncate."""
     tokenizer = chat_tokenizer(base_model.path)
     rows = [r for split in SPLITS for r in read_split(store=store, dataset_id=dataset.id, split=split)]
-    lengths = sorted(tokenizer.count_many([to_messages(row) for row in rows]))
+    if dataset.format == "classification":  # a classifier reads the text alone, no chat template
+        encoded = tokenizer.tokenizer.encode_batch([row["text"] for row in rows], add_special_tokens=False)
+        lengths = sorted(len(e.ids) for e in encoded)
+    else:
+        lengths = sorted(tokenizer.count_many([to_messages(row) for row in rows]))
     p95 = lengths[min(len(lengths) - 1, max(0, round(0.95 * len(lengths)) - 1))]
     return TokenStats(
         model=base_model.id,
@@ -232,6 +236,8 @@ def _report(
     tokenizer = chat_tokenizer(base.path)
 
     def count(row: dict[str, Any]) -> int:
+        if dataset.format == "classification":
+            return len(tokenizer.tokenizer.encode(row["text"], add_special_tokens=False).ids)
         return tokenizer.count(to_messages(row))
 
     return rows, build_report(

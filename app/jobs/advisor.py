@@ -95,6 +95,57 @@ def check_against_model(spec: TrainingSpec, info: ModelInfo, model_id: str) -> l
     return checks
 
 
+ENCODER_ONLY_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert", "albert", "electra", "modernbert")
+
+
+def check_task(spec: TrainingSpec, info: ModelInfo, *, model_id: str, formats: dict[str, str]) -> list[Check]:
+    """Errors when task_type does not fit the data (``formats``: file param → format) or the base."""
+    task = spec.task_type
+    checks = [Check("error", "task_data_mismatch", m, "task_type") for m in _data_mismatches(task, formats)]
+    encoder_only = info.model_type in ENCODER_ONLY_TYPES or info.architecture.endswith("ForMaskedLM")
+    kind = "encoder-only" if encoder_only else "decoder-only"
+    message, level = None, "error"
+    if task == "SEQ_2_SEQ_LM" and not info.is_encoder_decoder:
+        message = (
+            f"SEQ_2_SEQ_LM needs an encoder-decoder base (T5, BART); {model_id} is {kind} "
+            f"({info.architecture}): pick such a base or set task_type to CAUSAL_LM"
+        )
+    elif task != "SEQ_2_SEQ_LM" and info.is_encoder_decoder:
+        needs = "a decoder-only or encoder-only" if task == "SEQ_CLS" else "a decoder-only"
+        message = (
+            f"{task} needs {needs} base; {model_id} is encoder-decoder ({info.architecture}): "
+            "pick another base, or set task_type to SEQ_2_SEQ_LM for instruction data"
+        )
+    elif task == "CAUSAL_LM" and encoder_only:
+        message, level = (
+            f"{model_id} is encoder-only ({info.architecture}): as a causal LM it generates poorly; "
+            "pick a decoder-only base, or train it with task_type SEQ_CLS on classification data",
+            "warning",
+        )
+    if message:
+        checks.append(Check(level, "task_model_mismatch", message, "task_type"))
+    return checks
+
+
+def _data_mismatches(task: str, formats: dict[str, str]) -> list[str]:
+    messages = []
+    for param, data_format in formats.items():
+        where = f"{param} is in {data_format} format"
+        if data_format == "classification" and task != "SEQ_CLS":
+            messages.append(f"{where} (text, label rows): set task_type to SEQ_CLS to train a classifier")
+        elif task == "SEQ_CLS" and data_format != "classification":
+            messages.append(
+                f"{where}, but SEQ_CLS trains on classification rows (text, label): "
+                "upload those, or pick the task_type that fits this data (CAUSAL_LM)"
+            )
+        elif task == "SEQ_2_SEQ_LM" and data_format != "instruction":
+            messages.append(
+                f"{where}, but SEQ_2_SEQ_LM trains on instruction rows (instruction, input, output): "
+                "upload those, or set task_type to CAUSAL_LM"
+            )
+    return messages
+
+
 def pitfalls(
     spec: TrainingSpec, *, info: ModelInfo, stats: TokenStats | None, train_rows: int, has_validation: bool
 ) -> list[Check]:

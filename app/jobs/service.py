@@ -10,7 +10,7 @@ from app.basemodels.service import get_model
 from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
-from app.jobs.advisor import Check, Estimates, check_against_model, estimate, pitfalls
+from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Metric
 from app.queue import send_training_task
 from app.spec import TrainingSpec
@@ -115,6 +115,8 @@ def advise_job(
     except (UnreadableModel, OSError) as exc:
         raise InvalidJobRequest(f"base model {model!r} cannot be read: {exc}", "model") from None
     checks = check_against_model(spec, info, model)
+    formats = {"training_file": train.format} | ({"validation_file": validation.format} if validation else {})
+    checks += check_task(spec, info, model_id=model, formats=formats)
     stats = token_stats(store=store, dataset=train, base_model=base, max_seq_length=spec.max_seq_length)
     train_rows = train.rows if validation else train.train_rows
     has_validation = validation is not None or train.validation_rows > 0

@@ -18,7 +18,7 @@ class DatasetFile(SQLModel, table=True):
     filename: str = Field(max_length=255)
     purpose: str = Field(default="fine-tune", max_length=32)
     bytes: int = Field(sa_type=sa.BigInteger)
-    format: str = Field(max_length=16, description="instruction or chat")
+    format: str = Field(max_length=16, description="instruction, chat or classification")
     rows: int = Field(description="Rows kept after removing exact duplicates")
     duplicates_removed: int = 0
     train_rows: int

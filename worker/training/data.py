@@ -1,4 +1,4 @@
-"""Turn a job's stored dataset rows into trl's conversational prompt-completion format."""
+"""A job's stored dataset rows, turned into what each task's trainer reads."""
 
 from typing import Any
 
@@ -42,3 +42,25 @@ def to_prompt_completion(row: dict[str, Any]) -> dict[str, list[dict[str, str]]]
     """Everything before the last assistant turn is the prompt; loss falls on the completion."""
     messages = to_messages(row)
     return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def to_source_target(row: dict[str, Any]) -> dict[str, str]:
+    """An instruction row as seq2seq text: (system,) instruction and input → source; output → target."""
+    if "instruction" not in row or "output" not in row:
+        raise TrainingDataError(
+            "SEQ_2_SEQ_LM trains on instruction rows (instruction, input, output); "
+            "upload the data in that format"
+        )
+    parts = [row.get("system", ""), row["instruction"], row.get("input", "")]
+    return {"source": "\n\n".join(part for part in parts if part), "target": row["output"]}
+
+
+def label_set(rows: list[dict[str, Any]]) -> list[str]:
+    """The distinct labels of classification rows, in a stable order (numerically when all are numbers)."""
+    if any("label" not in row or "text" not in row for row in rows):
+        raise TrainingDataError("SEQ_CLS trains on classification rows (text, label); upload those")
+    labels = {str(row["label"]) for row in rows}
+    if len(labels) < 2:
+        raise TrainingDataError(f"the training split has one label only ({labels.pop()}): nothing to learn")
+    numeric = all(label.lstrip("-").isdigit() for label in labels)
+    return sorted(labels, key=lambda label: (int(label), label) if numeric else (0, label))

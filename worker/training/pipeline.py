@@ -69,29 +69,43 @@ def load_tokenizer(model_path: str, reporter: JobReporter | None = None) -> PreT
     return tokenizer
 
 
-def load_model(model_path: str, spec: TrainingSpec, device: Device, trust_remote_code: bool = False) -> Any:
-    """The base model, quantized with bitsandbytes when the spec asks, frozen."""
-    quantization = None
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def quantization_config(spec: TrainingSpec, device: Device) -> BitsAndBytesConfig | None:
+    """bitsandbytes settings for the spec's quantization (None: full precision)."""
     if spec.quantization == "4bit":
-        compute = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}.get(
-            spec.bnb_4bit_compute_dtype, device.dtype
-        )
-        quantization = BitsAndBytesConfig(
+        return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type=spec.bnb_4bit_quant_type,
             bnb_4bit_use_double_quant=spec.bnb_4bit_use_double_quant,
-            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_compute_dtype=DTYPES.get(spec.bnb_4bit_compute_dtype, device.dtype),
         )
-    elif spec.quantization == "8bit":
-        quantization = BitsAndBytesConfig(load_in_8bit=True)
+    if spec.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return None
+
+
+def load_model(
+    model_path: str,
+    spec: TrainingSpec,
+    device: Device,
+    trust_remote_code: bool = False,
+    *,
+    auto_class: Any = AutoModelForCausalLM,
+    **model_kwargs: Any,
+) -> Any:
+    """The frozen base loaded with ``auto_class``, quantized with bitsandbytes when the spec asks."""
+    quantization = quantization_config(spec, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto_class.from_pretrained(
             model_path,
             dtype=device.dtype,
             quantization_config=quantization,
             device_map={"": 0} if device.cuda else None,
             attn_implementation="flash_attention_2" if device.varlen_attention else "sdpa",
             trust_remote_code=trust_remote_code,
+            **model_kwargs,
         )
     except (torch.OutOfMemoryError, MemoryError):
         raise
@@ -122,46 +136,55 @@ def lora_config(spec: TrainingSpec, *, num_layers: int) -> LoraConfig:
     )
 
 
-def sft_config(
+def training_kwargs(
     spec: TrainingSpec, *, output_dir: Path, device: Device, seed: int, has_eval: bool
-) -> SFTConfig:
-    """trl's SFTConfig: length-grouped batches (never padded to max_length), loss on completions."""
+) -> dict[str, Any]:
+    """The spec's Trainer arguments every task type shares (cadence, checkpoints, precision)."""
     eval_strategy = ("steps" if spec.eval_steps else "epoch") if has_eval else "no"
     save_strategy, save_steps = ("steps", spec.save_steps) if spec.save_steps else ("epoch", None)
     if spec.early_stopping_patience and has_eval:  # the best evaluation must have a checkpoint
         save_strategy, save_steps = eval_strategy, spec.eval_steps
+    return {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": spec.batch_size,
+        "per_device_eval_batch_size": spec.batch_size,
+        "gradient_accumulation_steps": spec.gradient_accumulation_steps,
+        "learning_rate": spec.learning_rate,
+        "weight_decay": spec.weight_decay,
+        "num_train_epochs": spec.n_epochs,
+        "max_steps": spec.max_steps or -1,
+        "warmup_steps": spec.warmup_ratio,  # a float below 1 is a ratio of all steps
+        "lr_scheduler_type": spec.lr_scheduler_type,
+        "train_sampling_strategy": "group_by_length",  # batches of similar length: little padding
+        "logging_steps": spec.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": eval_strategy,
+        "eval_steps": spec.eval_steps,
+        "save_strategy": save_strategy,
+        "save_steps": save_steps,
+        "save_only_model": True,
+        "activation_checkpointing": spec.gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False},
+        "bf16": device.dtype == torch.bfloat16,
+        "fp16": device.dtype == torch.float16,
+        "use_cpu": not device.cuda,
+        "seed": seed,
+        "data_seed": seed,
+        "report_to": "none",
+        "disable_tqdm": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def sft_config(
+    spec: TrainingSpec, *, output_dir: Path, device: Device, seed: int, has_eval: bool
+) -> SFTConfig:
+    """trl's SFTConfig: length-grouped batches (never padded to max_length), loss on completions."""
     return SFTConfig(
-        output_dir=str(output_dir),
-        per_device_train_batch_size=spec.batch_size,
-        per_device_eval_batch_size=spec.batch_size,
-        gradient_accumulation_steps=spec.gradient_accumulation_steps,
-        learning_rate=spec.learning_rate,
-        weight_decay=spec.weight_decay,
-        num_train_epochs=spec.n_epochs,
-        max_steps=spec.max_steps or -1,
-        warmup_steps=spec.warmup_ratio,  # a float below 1 is a ratio of all steps
-        lr_scheduler_type=spec.lr_scheduler_type,
+        **training_kwargs(spec, output_dir=output_dir, device=device, seed=seed, has_eval=has_eval),
         max_length=spec.max_seq_length,
         completion_only_loss=True,
-        train_sampling_strategy="group_by_length",
         padding_free=device.varlen_attention,  # one flat sequence per batch: no pad token at all
-        logging_steps=spec.logging_steps,
-        logging_first_step=True,
-        eval_strategy=eval_strategy,
-        eval_steps=spec.eval_steps,
-        save_strategy=save_strategy,
-        save_steps=save_steps,
-        save_only_model=True,
-        activation_checkpointing=spec.gradient_checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False},
-        bf16=device.dtype == torch.bfloat16,
-        fp16=device.dtype == torch.float16,
-        use_cpu=not device.cuda,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        disable_tqdm=True,
-        dataloader_num_workers=0,
     )
 
 
@@ -208,6 +231,21 @@ def train_adapter(
         peft_config=lora_config(spec, num_layers=model.config.num_hidden_layers),
         callbacks=[callback],
     )
+    return train_and_save(
+        trainer, callback, spec=spec, reporter=reporter, store=store, adapter_dir=adapter_dir
+    )
+
+
+def train_and_save(
+    trainer: Any,
+    callback: ReportingCallback,
+    *,
+    spec: TrainingSpec,
+    reporter: JobReporter,
+    store: LocalArtifactStore,
+    adapter_dir: Path,
+) -> TrainOutcome:
+    """Report the trainable share, train, and save the adapter (the best checkpoint's when stopping early)."""
     trainable, total = trainer.model.get_nb_trainable_parameters()
     reporter.event(
         f"trainable params: {trainable:,} || all params: {total:,} || "
@@ -223,7 +261,7 @@ def train_adapter(
     best = reporter.best_checkpoint() if spec.early_stopping_patience else None
     if best is not None:
         for item in store.path(best.artifact_key).iterdir():
-            if item.suffix in (".safetensors", ".json"):
+            if item.name.startswith("adapter_"):
                 shutil.copy(item, adapter_dir / item.name)
         reporter.event(
             f"Kept the best checkpoint as the adapter: step {best.step}, "

@@ -12,9 +12,14 @@ from app.models import BaseModelRecord, Job, JobStatus
 from app.spec import TrainingSpec
 from app.storage import get_store
 from app.timeutil import utcnow
+from worker.training.classification import train_classifier
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
 from worker.training.reporting import JobReporter
+from worker.training.seq2seq import train_seq2seq
+
+# Every task trains with the same keyword arguments and returns a TrainOutcome.
+TRAINERS = {"CAUSAL_LM": train_adapter, "SEQ_CLS": train_classifier, "SEQ_2_SEQ_LM": train_seq2seq}
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,7 @@ def _run(job_id: str, reporter: JobReporter) -> str:
     if base is None:
         raise ModelLoadError(f"base model {job.model!r} is no longer registered")
     spec = TrainingSpec.model_validate(job.hyperparameters)
-    reporter.event("Validating training data")
+    reporter.event(f"Validating training data for task {spec.task_type}")
     train_rows, validation_rows = load_job_rows(store, job)
     reporter.event(f"{len(train_rows)} training rows, {len(validation_rows)} validation rows")
     if not validation_rows:
@@ -103,7 +108,7 @@ def _run(job_id: str, reporter: JobReporter) -> str:
     adapter_key = f"jobs/{job_id}/adapter"
     try:
         with store.new_folder(adapter_key) as adapter_dir:
-            outcome = train_adapter(
+            outcome = TRAINERS[spec.task_type](
                 spec=spec,
                 model_path=base.path,
                 train_rows=train_rows,
