@@ -172,17 +172,22 @@ def test_early_stopping_keeps_the_best_checkpoint_as_the_classifier(
     assert {p.name for p in adapter.iterdir()} == {"adapter_config.json", weights, "config.json"}
 
 
-MERGED_PREDICT = """
+LOGITS = """
 import json, sys
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from peft import PeftModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-merged, texts = sys.argv[1], json.loads(sys.argv[2])
-model = AutoModelForSequenceClassification.from_pretrained(merged).eval()
-tokenizer = AutoTokenizer.from_pretrained(merged)
+texts = json.loads(sys.argv[1])
+if len(sys.argv) > 3:  # base + adapter
+    config = AutoConfig.from_pretrained(sys.argv[3])
+    model = AutoModelForSequenceClassification.from_pretrained(sys.argv[2], config=config)
+    model = PeftModel.from_pretrained(model, sys.argv[3])
+else:  # the merged folder alone
+    model = AutoModelForSequenceClassification.from_pretrained(sys.argv[2])
+tokenizer = AutoTokenizer.from_pretrained(sys.argv[2])
 with torch.no_grad():
-    ids = [model(**tokenizer(t, return_tensors="pt")).logits.argmax(-1).item() for t in texts]
-print(json.dumps({"labels": [model.config.id2label[i] for i in ids]}))
+    print(json.dumps([model.eval()(**tokenizer(t, return_tensors="pt")).logits[0].tolist() for t in texts]))
 """
 
 
@@ -199,9 +204,17 @@ def test_seq_cls_adapter_merges_into_a_plain_classifier(
     assert run_merge(merge["id"]) == "succeeded", client.get(
         f"/api/v1/fine_tuning/jobs/{job_id}/merge"
     ).json()
-    texts = ["the movie was good", "the hotel was bad"]
+    texts = json.dumps(["the movie was good", "the hotel was bad", "my day was good indeed"])
     adapter = configured / "artifacts" / "jobs" / job_id / "adapter"
     merged = configured / "artifacts" / "jobs" / job_id / "merged"
-    with_adapter = run_fresh(PREDICT, str(tiny_model_dir), str(adapter), json.dumps(texts))
-    plain = run_fresh(MERGED_PREDICT, str(merged), json.dumps(texts))
-    assert plain["labels"] == with_adapter["labels"] == ["positive", "negative"]
+    with_adapter = run_fresh(LOGITS, texts, str(tiny_model_dir), str(adapter))
+    plain = run_fresh(LOGITS, texts, str(merged))
+    assert len(plain) == 3 and len(plain[0]) == 2  # two labels, from the saved config
+    assert (
+        max(
+            abs(a - b)
+            for row_a, row_b in zip(plain, with_adapter, strict=True)
+            for a, b in zip(row_a, row_b, strict=True)
+        )
+        < 1e-4
+    )

@@ -10,7 +10,6 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedTokenizerBase,
-    Trainer,
     set_seed,
 )
 
@@ -20,6 +19,7 @@ from worker.training.data import label_set
 from worker.training.pipeline import TrainOutcome, load_tokenizer, pick_device, train_and_save
 from worker.training.reporting import JobReporter
 from worker.training.trainer import (
+    BucketedTrainer,
     TaskReportingCallback,
     load_peft_model,
     training_arguments,
@@ -90,7 +90,7 @@ def train_classifier(
     )
     callback = TaskReportingCallback(reporter, store, spec)
     staging = store.path(f"jobs/{reporter.job_id}/staging")
-    trainer = Trainer(
+    trainer = BucketedTrainer(
         model=model,
         args=training_arguments(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(known)),
         data_collator=DataCollatorWithPadding(tokenizer),

@@ -21,6 +21,7 @@ from trl import SFTConfig, SFTTrainer
 from app.jobs.monitor import Alert
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
+from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
 from worker.training.reporting import JobReporter
@@ -155,7 +156,7 @@ def training_kwargs(
         "max_steps": spec.max_steps or -1,
         "warmup_steps": spec.warmup_ratio,  # a float below 1 is a ratio of all steps
         "lr_scheduler_type": spec.lr_scheduler_type,
-        "train_sampling_strategy": "group_by_length",  # batches of similar length: little padding
+        "train_sampling_strategy": "group_by_length",  # for plain Trainers; ours bucket by length
         "logging_steps": spec.logging_steps,
         "logging_first_step": True,
         "eval_strategy": eval_strategy,
@@ -186,6 +187,10 @@ def sft_config(
         completion_only_loss=True,
         padding_free=device.varlen_attention,  # one flat sequence per batch: no pad token at all
     )
+
+
+class TunedeckSFTTrainer(LengthBucketMixin, SFTTrainer):
+    """trl's SFTTrainer with length-bucketed batches."""
 
 
 @dataclass(frozen=True)
@@ -220,7 +225,7 @@ def train_adapter(
     model = load_model(model_path, spec, device, trust_remote_code)
     callback = ReportingCallback(reporter, store, spec)
     staging = store.path(f"jobs/{reporter.job_id}/staging")
-    trainer = SFTTrainer(
+    trainer = TunedeckSFTTrainer(
         model=model,
         args=sft_config(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(validation_rows)),
         train_dataset=Dataset.from_list([to_prompt_completion(r) for r in train_rows]),

@@ -8,7 +8,6 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
     PreTrainedTokenizerBase,
-    Trainer,
     set_seed,
 )
 
@@ -18,6 +17,7 @@ from worker.training.data import to_source_target
 from worker.training.pipeline import TrainOutcome, load_tokenizer, pick_device, train_and_save
 from worker.training.reporting import JobReporter
 from worker.training.trainer import (
+    BucketedTrainer,
     TaskReportingCallback,
     load_peft_model,
     training_arguments,
@@ -62,7 +62,7 @@ def train_seq2seq(
     callback = TaskReportingCallback(reporter, store, spec)
     staging = store.path(f"jobs/{reporter.job_id}/staging")
     has_eval = bool(validation_rows)
-    trainer = Trainer(
+    trainer = BucketedTrainer(
         model=model,
         args=training_arguments(spec, output_dir=staging, device=device, seed=seed, has_eval=has_eval),
         # Labels are padded with -100 (ignored by the loss); decoder inputs are the labels shifted right.

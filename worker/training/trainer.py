@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from peft import PeftModel, get_peft_model
-from transformers import TrainerControl, TrainerState, TrainingArguments
+from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
 from app import metric_names
 from app.spec import TrainingSpec
+from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.pipeline import Device, load_model, lora_config, training_kwargs
 
@@ -61,3 +62,7 @@ class TaskReportingCallback(ReportingCallback):
         if "eval_accuracy" in logs:
             values = {metric_names.VALID_ACCURACY: float(logs["eval_accuracy"])}
             self.reporter.metrics(state.global_step, state.epoch, values)
+
+
+class BucketedTrainer(LengthBucketMixin, Trainer):
+    """transformers' Trainer with length-bucketed batches."""
