@@ -88,7 +88,14 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
 
     from app.spec import TrainingSpec
     from worker.training.data import to_prompt_completion
-    from worker.training.pipeline import load_model, load_tokenizer, lora_config, pick_device, sft_config
+    from worker.training.pipeline import (
+        TunedeckSFTTrainer,
+        load_model,
+        load_tokenizer,
+        lora_config,
+        pick_device,
+        sft_config,
+    )
 
     data = json.loads(data_path.read_text())
     train_rows, eval_rows = data["train"], data["eval"]
@@ -138,7 +145,8 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         dataset = Dataset.from_list([to_prompt_completion(r) for r in train_rows])
         args = sft_config(spec, output_dir=out, device=device, seed=1, has_eval=False)
         args.save_strategy, args.logging_steps = "no", 1000
-    trainer = SFTTrainer(
+    trainer_class = TunedeckSFTTrainer if variant == "c" else SFTTrainer  # (c): length-bucketed batches
+    trainer = trainer_class(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     real_tokens = sum(min(len(ids), MAX_LENGTH) for ids in trainer.train_dataset["input_ids"])
