@@ -12,7 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
-from sqlmodel import col, update
+from sqlmodel import col, select
 
 from app.config import get_settings
 
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if exited and not stopping:
         log.error("%s exited unexpectedly; stopping tunedeck", ", ".join(exited))
     _terminate(list(procs.values()))
-    _fail_orphaned_jobs(worker_name)
+    _release_jobs(worker_name)
     return 0 if stopping else 1
 
 
@@ -215,26 +215,16 @@ def _terminate(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> Non
             proc.wait()
 
 
-def _fail_orphaned_jobs(worker_name: str) -> None:
-    """Jobs our worker was running cannot finish once it has stopped: say so on the job."""
+def _release_jobs(worker_name: str) -> None:
+    """Jobs our worker was running go back to the queue; the next start resumes them from a checkpoint."""
     from app.db import session_scope
-    from app.models import Job, JobStatus
-    from app.timeutil import utcnow
+    from app.jobs.leases import ACTIVE, retry_or_fail
+    from app.models import Job
 
-    error = {
-        "code": "worker_stopped",
-        "message": "The worker stopped while this job ran; start the job again",
-        "param": None,
-    }
     with session_scope() as session:
-        session.exec(
-            update(Job)
-            .where(
-                col(Job.worker) == worker_name,
-                col(Job.status).in_([JobStatus.validating_files, JobStatus.running]),
-            )
-            .values(status=JobStatus.failed, error=error, finished_at=utcnow())
-        )
+        query = select(Job).where(col(Job.worker) == worker_name, col(Job.status).in_(ACTIVE))
+        for job in session.exec(query).all():
+            retry_or_fail(session, job, reason="the worker was stopped (tunedeck run shut down)")
 
 
 def build_parser() -> argparse.ArgumentParser:

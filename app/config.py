@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload")
     sse_poll_seconds: float = Field(0.5, description="How often a live stream checks for news")
+    lease_seconds: float = Field(
+        60.0, gt=0, description="A running attempt must renew its lease this often, or it is re-queued"
+    )
+    retry_backoff_seconds: float = Field(10.0, ge=0, description="Wait before the 2nd attempt; doubles after")
+    max_attempts: int = Field(3, ge=1, le=20, description="Attempts a job gets before it fails for good")
+    fault_injection: str | None = Field(
+        None, description="For fault tests only: 'oom_at_step=N' raises out-of-memory at step N"
+    )
     default_base_model: str = "smollm2-135m-instruct"
 
     @property

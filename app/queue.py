@@ -51,11 +51,11 @@ def _producer(broker_key: str) -> Celery:
     return celery
 
 
-def send_training_task(job_id: str) -> None:
+def send_training_task(job_id: str, countdown: float | None = None) -> None:
     """Ask a worker to run job ``job_id`` (call only after the job row is committed)."""
     settings = get_settings()
     producer = _producer(settings.redis_url or str(settings.broker_dir))
-    producer.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue)
+    producer.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue, countdown=countdown)
 
 
 def send_merge_task(merge_id: str) -> None:

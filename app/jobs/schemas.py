@@ -91,6 +91,8 @@ class JobPublic(BaseModel):
     train_loss: float | None
     valid_loss: float | None
     cancel_requested: bool
+    attempt: int
+    max_attempts: int
     adapter_url: str | None
     advice: list[dict[str, Any]]
 
@@ -120,6 +122,8 @@ class JobPublic(BaseModel):
             train_loss=job.train_loss,
             valid_loss=job.valid_loss,
             cancel_requested=job.cancel_requested,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
             adapter_url=f"/api/v1/fine_tuning/jobs/{job.id}/adapter" if job.adapter_key else None,
             advice=job.advice or [],
         )

@@ -7,6 +7,7 @@ from sqlmodel import Session, col, select
 
 from app.basemodels.inspect import UnreadableModel, inspect_model
 from app.basemodels.service import get_model
+from app.config import get_settings
 from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
@@ -71,6 +72,7 @@ def create_job(
         hyperparameters=spec.model_dump(mode="json"),
         status=JobStatus.queued,
         advice=[check.__dict__ for check in checks],
+        max_attempts=get_settings().max_attempts,
     )
     session.add(job)
     session.flush()
@@ -174,9 +176,9 @@ def cancel_job(*, session: Session, job_id: str) -> Job:
     job = get_job(session=session, job_id=job_id)
     if job.status.is_terminal:
         raise JobConflict(f"job {job_id} has already {job.status.value}; nothing to cancel")
-    if job.status == JobStatus.queued:
+    if job.status in (JobStatus.queued, JobStatus.retrying):
         job.status, job.finished_at = JobStatus.cancelled, utcnow()
-        add_event(session=session, job_id=job.id, message="Job cancelled before it started")
+        add_event(session=session, job_id=job.id, message="Job cancelled while it waited for a worker")
     elif not job.cancel_requested:
         add_event(
             session=session,

@@ -16,6 +16,7 @@ class JobStatus(StrEnum):
     validating_files = "validating_files"
     queued = "queued"
     running = "running"
+    retrying = "retrying"
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
@@ -51,6 +52,10 @@ class Job(SQLModel, table=True):
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempt: int = Field(default=0, description="Attempts so far; also the running attempt's fencing token")
+    max_attempts: int = 3
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     worker: str | None = Field(default=None, max_length=255)
     step: int = 0
     total_steps: int | None = None

@@ -6,9 +6,11 @@ import os
 import time
 from typing import Any
 
+import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from app import metric_names
+from app.config import get_settings
 from app.jobs.monitor import Alert, TrainingMonitor
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
@@ -36,6 +38,7 @@ class ReportingCallback(TrainerCallback):
         self.best: tuple[float, int] | None = None  # (validation loss, step)
         self.evals_since_best = 0
         self._last_log = (0, time.monotonic())
+        self.oom_at_step = _injected_oom_step()
 
     @property
     def checkpoints_key(self) -> str:
@@ -53,6 +56,10 @@ class ReportingCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
+        if self.oom_at_step is not None and state.global_step == self.oom_at_step:
+            raise torch.OutOfMemoryError(
+                f"simulated out of memory at step {state.global_step} (fault injection)"
+            )
         if self.reporter.step(state.global_step, state.max_steps, state.epoch):
             self.cancelled = True
             self._stop(control)
@@ -141,6 +148,12 @@ class ReportingCallback(TrainerCallback):
     def _stop(control: TrainerControl) -> None:
         control.should_training_stop = True
         control.should_save = control.should_evaluate = False
+
+
+def _injected_oom_step() -> int | None:
+    """Fault tests set TUNEDECK_FAULT_INJECTION=oom_at_step=N to make every attempt fail at step N."""
+    fault = get_settings().fault_injection or ""
+    return int(fault.split("=", 1)[1]) if fault.startswith("oom_at_step=") else None
 
 
 def _finite(value: Any) -> bool:

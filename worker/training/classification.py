@@ -58,6 +58,7 @@ def train_classifier(
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Train a LoRA classifier; the adapter holds the head, its config.json the label names."""
     labels = label_set(train_rows)
@@ -101,7 +102,13 @@ def train_classifier(
         callbacks=[callback],
     )
     outcome = train_and_save(
-        trainer, callback, spec=spec, reporter=reporter, store=store, adapter_dir=adapter_dir
+        trainer,
+        callback,
+        spec=spec,
+        reporter=reporter,
+        store=store,
+        adapter_dir=adapter_dir,
+        resume_from=resume_from,
     )
     if not (outcome.cancelled or outcome.diverged):
         config = model.get_base_model().config

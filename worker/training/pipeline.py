@@ -163,7 +163,7 @@ def training_kwargs(
         "eval_steps": spec.eval_steps,
         "save_strategy": save_strategy,
         "save_steps": save_steps,
-        "save_only_model": True,
+        "save_only_model": False,  # optimizer, scheduler and RNG state too: a later attempt resumes
         "activation_checkpointing": spec.gradient_checkpointing,
         "activation_checkpointing_kwargs": {"use_reentrant": False},
         "bf16": device.dtype == torch.bfloat16,
@@ -213,6 +213,7 @@ def train_adapter(
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Train a LoRA adapter and save it into ``adapter_dir`` (unless stopped)."""
     set_seed(seed)
@@ -237,7 +238,13 @@ def train_adapter(
         callbacks=[callback],
     )
     return train_and_save(
-        trainer, callback, spec=spec, reporter=reporter, store=store, adapter_dir=adapter_dir
+        trainer,
+        callback,
+        spec=spec,
+        reporter=reporter,
+        store=store,
+        adapter_dir=adapter_dir,
+        resume_from=resume_from,
     )
 
 
@@ -249,8 +256,9 @@ def train_and_save(
     reporter: JobReporter,
     store: LocalArtifactStore,
     adapter_dir: Path,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
-    """Report the trainable share, train, and save the adapter (the best checkpoint's when stopping early)."""
+    """Report the trainable share, train (from a checkpoint when resuming), and save the adapter."""
     trainable, total = trainer.model.get_nb_trainable_parameters()
     reporter.event(
         f"trainable params: {trainable:,} || all params: {total:,} || "
@@ -259,7 +267,7 @@ def train_and_save(
     )
     if reporter.cancel_requested():
         return TrainOutcome(global_step=0, cancelled=True)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     if callback.cancelled or callback.fatal:
         return TrainOutcome(global_step=step, cancelled=callback.cancelled, diverged=callback.fatal)

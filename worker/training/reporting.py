@@ -1,9 +1,12 @@
 """Everything the worker tells the database about a job: status, progress, metrics, events."""
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlmodel import col, select, update
+from sqlmodel import Session, col, delete, select, update
 
 from app import metric_names
 from app.db import read_session, session_scope
@@ -16,19 +19,43 @@ from app.timeutil import utcnow
 PROGRESS_WRITE_INTERVAL_S = 0.5
 
 
-class JobReporter:
-    """Writes one job's progress in short transactions; answers whether a cancel was asked."""
+class FencedOff(Exception):
+    """This attempt no longer owns the job (its lease expired and the job moved on)."""
 
-    def __init__(self, job_id: str) -> None:
+
+class JobReporter:
+    """Writes one attempt's progress in short transactions, each refused once the attempt is fenced off."""
+
+    def __init__(self, job_id: str, fence: int, lost: threading.Event | None = None) -> None:
         self.job_id = job_id
+        self.fence = fence
+        self.lost = lost or threading.Event()
         self._last_progress_write = 0.0
 
-    def event(self, message: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+    @property
+    def fenced(self) -> bool:
+        return self.lost.is_set()
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """A transaction that first proves this attempt still owns the job (the fencing token)."""
         with session_scope() as session:
+            owned = session.exec(
+                update(Job)
+                .where(col(Job.id) == self.job_id, col(Job.attempt) == self.fence)
+                .values(heartbeat_at=utcnow())
+            )
+            if owned.rowcount != 1:
+                self.lost.set()
+                raise FencedOff(self.job_id)
+            yield session
+
+    def event(self, message: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
+        with self._write() as session:
             add_event(session=session, job_id=self.job_id, message=message, level=level, data=data)
 
     def set_status(self, status: JobStatus, **fields: Any) -> None:
-        with session_scope() as session:
+        with self._write() as session:
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(status=status, **fields))
 
     def cancel_requested(self) -> bool:
@@ -36,12 +63,28 @@ class JobReporter:
             job = session.get(Job, self.job_id)
             return job is None or job.cancel_requested
 
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with read_session() as session:
+            query = (
+                select(Checkpoint)
+                .where(Checkpoint.job_id == self.job_id)
+                .order_by(col(Checkpoint.step).desc())
+            )
+            return session.exec(query).first()
+
+    def drop_points_after(self, step: int) -> None:
+        """Forget metric points a dead attempt wrote after ``step``: the resumed run writes them again."""
+        with self._write() as session:
+            session.exec(delete(Metric).where(col(Metric.job_id) == self.job_id, col(Metric.step) > step))
+
     def step(self, step: int, total_steps: int, epoch: float | None) -> bool:
         """Record progress (throttled) and return True if the job should stop now."""
+        if self.fenced:
+            return True
         now = time.monotonic()
         if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S or step >= total_steps:
             self._last_progress_write = now
-            with session_scope() as session:
+            with self._write() as session:
                 values = {
                     "step": step,
                     "total_steps": total_steps,
@@ -55,7 +98,7 @@ class JobReporter:
         """Append metric points and keep the job's latest values for list pages."""
         if not values:
             return
-        with session_scope() as session:
+        with self._write() as session:
             session.add_all(
                 Metric(job_id=self.job_id, key=key, step=step, epoch=epoch, value=value)
                 for key, value in values.items()
@@ -77,7 +120,7 @@ class JobReporter:
             "remedies": list(alert.remedies),
             "fatal": alert.fatal,
         }
-        with session_scope() as session:
+        with self._write() as session:
             event = add_event(
                 session=session, job_id=self.job_id, message=alert.message, level="warning", data=data
             )
@@ -85,7 +128,7 @@ class JobReporter:
 
     def prune_checkpoints(self, *, keep_last: int) -> list[str]:
         """Drop all but the last ``keep_last`` checkpoints and the best one; return their keys."""
-        with session_scope() as session:
+        with self._write() as session:
             query = (
                 select(Checkpoint)
                 .where(Checkpoint.job_id == self.job_id)
@@ -112,7 +155,7 @@ class JobReporter:
             return session.exec(query).first()
 
     def checkpoint(self, *, step: int, epoch: float | None, artifact_key: str) -> None:
-        with session_scope() as session:
+        with self._write() as session:
             job = session.get(Job, self.job_id)
             assert job is not None
             session.add(

@@ -3,82 +3,119 @@
 import gc
 import logging
 import traceback
+from datetime import timedelta
+from pathlib import Path
 
 import torch
-from sqlmodel import col, update
+from sqlmodel import col, func, or_, update
 
+from app.config import get_settings
 from app.db import read_session, session_scope
+from app.jobs.leases import retry_or_fail
 from app.models import BaseModelRecord, Job, JobStatus
+from app.queue import send_training_task
 from app.spec import TrainingSpec
-from app.storage import get_store
+from app.storage import LocalArtifactStore, get_store
 from app.timeutil import utcnow
+from worker.lease import Heartbeat
 from worker.training.classification import train_classifier
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
-from worker.training.reporting import JobReporter
+from worker.training.reporting import FencedOff, JobReporter
 from worker.training.seq2seq import train_seq2seq
 
 # Every task trains with the same keyword arguments and returns a TrainOutcome.
 TRAINERS = {"CAUSAL_LM": train_adapter, "SEQ_CLS": train_classifier, "SEQ_2_SEQ_LM": train_seq2seq}
 
 log = logging.getLogger(__name__)
+CLOCK_SLACK = timedelta(seconds=1)
 
 
-def claim_job(job_id: str, worker_name: str) -> bool:
-    """Move the job from queued to validating_files; False if someone else has it (or it was cancelled)."""
+def claim_job(job_id: str, worker_name: str) -> int | None:
+    """Take a waiting job for this worker; return the attempt's fencing token, or None if not ours.
+
+    One conditional UPDATE moves queued/retrying → validating_files and bumps ``attempt``: two
+    workers (or a re-delivered message) can race for it, and exactly one update matches.
+    """
+    now = utcnow()
     with session_scope() as session:
-        result = session.exec(
+        row = session.exec(
             update(Job)
             .where(
                 col(Job.id) == job_id,
-                col(Job.status) == JobStatus.queued,
+                col(Job.status).in_([JobStatus.queued, JobStatus.retrying]),
                 col(Job.cancel_requested).is_(False),
+                or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + CLOCK_SLACK),
             )
             .values(
                 status=JobStatus.validating_files,
                 worker=worker_name,
-                started_at=utcnow(),
-                heartbeat_at=utcnow(),
+                attempt=col(Job.attempt) + 1,
+                started_at=func.coalesce(col(Job.started_at), now),
+                heartbeat_at=now,
+                lease_expires_at=now + timedelta(seconds=get_settings().lease_seconds),
+                next_attempt_at=None,
             )
-        )
-        return result.rowcount == 1
+            .returning(col(Job.attempt))
+        ).first()
+    return None if row is None else int(row[0])
 
 
 def run_job(job_id: str, worker_name: str) -> str:
-    """Run job ``job_id`` to its end; returns the final status."""
-    if not claim_job(job_id, worker_name):
-        log.info("job %s is not queued any more; skipping", job_id)
+    """Run job ``job_id`` to its end (or hand it back for a retry); return the outcome."""
+    fence = claim_job(job_id, worker_name)
+    if fence is None:
+        _resend_if_early(job_id)
+        log.info("job %s is not waiting for a worker; skipping", job_id)
         return "skipped"
-    reporter = JobReporter(job_id)
-    reporter.event(f"Job started on worker {worker_name}")
+    with Heartbeat(job_id, fence) as heartbeat:
+        reporter = JobReporter(job_id, fence, heartbeat.lost)
+        try:
+            reporter.event(f"Attempt {fence} started on worker {worker_name}")
+            return _attempt(job_id, reporter)
+        except FencedOff:
+            log.warning("job %s: attempt %s lost its lease; another attempt owns the job", job_id, fence)
+            return "fenced"
+        finally:
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+
+def _attempt(job_id: str, reporter: JobReporter) -> str:
+    """One attempt; permanent errors fail the job, transient ones retry it with backoff."""
     try:
-        status = _run(job_id, reporter)
+        return _run(job_id, reporter)
+    except FencedOff:
+        raise
     except TrainingDataError as exc:
-        status = _fail(reporter, "invalid_training_file", f"Bad training data: {exc}")
+        return _fail(reporter, "invalid_training_file", f"Bad training data: {exc}")
     except ModelLoadError as exc:
-        status = _fail(reporter, "model_load_failed", f"Model load failure: {exc}")
+        return _fail(reporter, "model_load_failed", f"Model load failure: {exc}")
     except (torch.OutOfMemoryError, MemoryError):
         spec = _spec(job_id)
-        status = _fail(
-            reporter,
-            "out_of_memory",
+        message = (
             f"Out of memory while training (batch_size {spec.batch_size}, "
             f"max_seq_length {spec.max_seq_length}): "
-            "lower batch_size or max_seq_length, enable gradient checkpointing, or use 4-bit quantization",
+            "lower batch_size or max_seq_length, enable gradient checkpointing, or use 4-bit quantization"
         )
+        return _retry(reporter, "out_of_memory", message)
     except Exception as exc:
         log.exception("job %s failed", job_id)
-        status = _fail(
+        return _retry(
             reporter,
             "internal_error",
             f"Training failed: {type(exc).__name__}: {exc}",
             traceback.format_exc(),
         )
-    finally:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    return status
+
+
+def _resend_if_early(job_id: str) -> None:
+    """A retry message that arrived before its backoff ended goes back to wait for the rest."""
+    with read_session() as session:
+        job = session.get(Job, job_id)
+    if job and job.status == JobStatus.retrying and job.next_attempt_at and job.next_attempt_at > utcnow():
+        send_training_task(job_id, countdown=(job.next_attempt_at - utcnow()).total_seconds())
 
 
 def _spec(job_id: str) -> TrainingSpec:
@@ -104,6 +141,7 @@ def _run(job_id: str, reporter: JobReporter) -> str:
         reporter.event("No validation rows: overfitting will not be visible", level="warning")
     if reporter.cancel_requested():
         return _cancelled(reporter, "before training started")
+    resume_from = _resume_point(reporter, store, job.attempt)
     reporter.set_status(JobStatus.running)
     adapter_key = f"jobs/{job_id}/adapter"
     try:
@@ -118,10 +156,13 @@ def _run(job_id: str, reporter: JobReporter) -> str:
                 reporter=reporter,
                 seed=job.seed,
                 trust_remote_code=base.trust_remote_code,
+                resume_from=resume_from,
             )
             if outcome.cancelled or outcome.diverged:
                 raise _Stopped(outcome)
     except _Stopped as stop:
+        if reporter.fenced:
+            raise FencedOff(job_id) from None
         if stop.outcome.diverged:
             alert = stop.outcome.diverged
             remedies = "; ".join(alert.remedies)
@@ -140,6 +181,35 @@ def _run(job_id: str, reporter: JobReporter) -> str:
         data={"adapter": adapter_key},
     )
     return JobStatus.succeeded.value
+
+
+def _resume_point(reporter: JobReporter, store: LocalArtifactStore, attempt: int) -> Path | None:
+    """A later attempt continues from the newest complete checkpoint; the curve loses later steps."""
+    if attempt <= 1:
+        return None
+    checkpoint = reporter.latest_checkpoint()
+    folder = store.path(checkpoint.artifact_key) if checkpoint else None
+    if checkpoint is None or folder is None or not (folder / "trainer_state.json").exists():
+        reporter.drop_points_after(0)
+        reporter.event(f"Attempt {attempt}: no complete checkpoint yet, starting from the beginning")
+        return None
+    reporter.drop_points_after(checkpoint.step)
+    reporter.event(f"Attempt {attempt}: resuming from the checkpoint at step {checkpoint.step}")
+    return folder
+
+
+def _retry(reporter: JobReporter, code: str, message: str, detail: str | None = None) -> str:
+    """Hand the job back for another attempt after a backoff, or fail it after the last one."""
+    reporter.event(message, level="error", data={"traceback": detail[-4000:]} if detail else None)
+    with session_scope() as session:
+        job = session.get(Job, reporter.job_id)
+        assert job is not None
+        if job.attempt != reporter.fence:
+            raise FencedOff(reporter.job_id)
+        status = retry_or_fail(session, job, reason=message, code=code)
+        if status is None:
+            raise FencedOff(reporter.job_id)
+        return status.value
 
 
 class _Stopped(Exception):

@@ -47,6 +47,7 @@ def train_seq2seq(
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,
+    resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Train a LoRA adapter for an encoder-decoder model and save it into ``adapter_dir``."""
     set_seed(seed)
@@ -73,5 +74,11 @@ def train_seq2seq(
         callbacks=[callback],
     )
     return train_and_save(
-        trainer, callback, spec=spec, reporter=reporter, store=store, adapter_dir=adapter_dir
+        trainer,
+        callback,
+        spec=spec,
+        reporter=reporter,
+        store=store,
+        adapter_dir=adapter_dir,
+        resume_from=resume_from,
     )
