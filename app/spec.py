@@ -54,7 +54,8 @@ class TrainingSpec(BaseModel):
     use_rslora: bool = Field(False, description="Rank-stabilised scaling alpha/√r (helps large r)")
     use_dora: bool = Field(False, description="DoRA: learn magnitude and direction (slower, can beat LoRA)")
     init_lora_weights: Literal["default", "gaussian", "pissa", "olora", "loftq"] = Field(
-        "default", description="Adapter initialisation: default (B=0), gaussian, PiSSA, OLoRA, LoftQ"
+        "default",
+        description="Adapter initialisation: default (B=0), gaussian, PiSSA, OLoRA, LoftQ (CUDA only)",
     )
     # Optimisation
     learning_rate: float = Field(

@@ -188,6 +188,12 @@ def pitfalls(
             "lora_dropout",
             f"lora_dropout is 0 on {train_rows:,} training rows: small datasets overfit; use 0.1–0.2",
         )
+    if spec.init_lora_weights == "loftq":
+        warn(
+            "loftq_needs_cuda",
+            "init_lora_weights",
+            "LoftQ initialisation runs only on a CUDA worker (peft quantizes on the GPU); a CPU worker fails",
+        )
     if not info.has_pad_token:
         warn(
             "pad_token_added",

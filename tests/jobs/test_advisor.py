@@ -183,3 +183,44 @@ def test_gpt2_bias_lora_only_estimate_matches_peft(tiny_gpt2_dir: Path) -> None:
         AutoModelForCausalLM.from_pretrained(tiny_gpt2_dir), lora_config(spec, num_layers=2)
     )
     assert trainable_parameters(spec, info) == peft_model.get_nb_trainable_parameters()
+
+
+def test_the_form_shows_the_advisor_live(client: TestClient, tiny_model: str) -> None:
+    file_id = upload(client, n=40)
+    form = {
+        "model": tiny_model,
+        "training_file": file_id,
+        "r": "128",
+        "lora_alpha": "8",
+        "learning_rate": "0.00001",
+        "target_modules": "attention",
+        "max_seq_length": "512",
+    }
+    page = client.post("/jobs/new/advice", data=form).text
+    assert 'id="advice"' in page and "5e-5…3e-4" in page and "alpha/r" in page
+    assert "Trainable parameters" in page and "Peak memory" in page
+    blocked = client.post("/jobs/new/advice", data={**form, "target_modules": "c_attn"}).text
+    assert "match no linear layer of tiny-llama" in blocked
+
+
+def test_a_tokenizer_without_pad_token_is_noted_and_fixed(
+    client: TestClient, configured: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "no-pad"
+    shutil.copytree(tiny_model_dir, folder)
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config.pop("pad_token", None)
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    model_config = json.loads((folder / "config.json").read_text())
+    model_config.pop("pad_token_id", None)
+    (folder / "config.json").write_text(json.dumps(model_config))
+    register("no-pad", folder)
+    checks = advice(client, "no-pad", upload(client), max_seq_length=512)["checks"]
+    assert {
+        "level": "info",
+        "code": "pad_token_added",
+        "field": None,
+        "message": "the tokenizer has no pad token; tunedeck pads with eos automatically",
+    } in checks

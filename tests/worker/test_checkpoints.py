@@ -104,3 +104,36 @@ def test_same_seed_and_data_give_the_same_loss_curve(
         points = client.get(f"/api/v1/fine_tuning/jobs/{job_id}/metrics").json()["data"]
         curves.append([(p["step"], p["value"]) for p in points if p["key"] in ("train_loss", "valid_loss")])
     assert curves[0] == curves[1] and len(curves[0]) > 10
+
+
+def test_checkpoints_download_as_safetensors_without_pickles(
+    client: TestClient, tiny_model: str, configured: Path, sqlite_only: None
+) -> None:
+    import io
+    import zipfile
+
+    job_id = create_job(client, tiny_model, upload(client, INSTRUCTION_ROWS[:12]), hp={"n_epochs": 1})
+    assert run_job(job_id, "test-worker") == "succeeded"
+    [checkpoint] = client.get(f"/api/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
+    folder = configured / "artifacts" / "jobs" / job_id / "checkpoints" / f"step-{checkpoint['step_number']}"
+    assert (folder / "optimizer.pt").exists()  # kept for resuming, never handed out
+    archive = zipfile.ZipFile(io.BytesIO(client.get(checkpoint["download_url"]).content))
+    names = set(archive.namelist())
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= names
+    assert not any(name.endswith((".pt", ".pth", ".bin")) for name in names)
+
+
+@pytest.mark.parametrize("init", ["gaussian", "pissa", "olora"])  # LoftQ needs CUDA (peft)
+def test_every_adapter_initialisation_trains(
+    client: TestClient, tiny_model: str, sqlite_only: None, init: str
+) -> None:
+    hp = {
+        "n_epochs": 1,
+        "init_lora_weights": init,
+        "use_rslora": init == "gaussian",
+        "use_dora": init == "olora",
+    }
+    job_id = create_job(client, tiny_model, upload(client, INSTRUCTION_ROWS[:12]), hp=hp)
+    assert run_job(job_id, "test-worker") == "succeeded", client.get(
+        f"/api/v1/fine_tuning/jobs/{job_id}"
+    ).json()["error"]
