@@ -10,13 +10,12 @@ from transformers import (
     DataCollatorWithPadding,
     EvalPrediction,
     PreTrainedTokenizerBase,
-    set_seed,
 )
 
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
 from worker.training.data import label_set
-from worker.training.pipeline import TrainOutcome, load_tokenizer, pick_device, train_and_save
+from worker.training.pipeline import TrainOutcome, start_training, train_and_save
 from worker.training.reporting import JobReporter
 from worker.training.trainer import (
     BucketedTrainer,
@@ -71,13 +70,10 @@ def train_classifier(
             level="warning",
         )
     reporter.event(f"{len(labels)} labels: {', '.join(labels[:20])}{' …' if len(labels) > 20 else ''}")
-    set_seed(seed)
-    device = pick_device(spec.precision)
-    reporter.event(
-        f"Loading base model for sequence classification on {device.name} "
-        f"({str(device.dtype).removeprefix('torch.')}, quantization {spec.quantization})"
+    what = "base model for sequence classification"
+    device, tokenizer, staging = start_training(
+        spec, model_path=model_path, store=store, reporter=reporter, seed=seed, what=what
     )
-    tokenizer = load_tokenizer(model_path, reporter)
     model = load_peft_model(
         AutoModelForSequenceClassification,
         model_path,
@@ -90,7 +86,6 @@ def train_classifier(
         pad_token_id=tokenizer.pad_token_id,  # the head reads the last non-pad token
     )
     callback = TaskReportingCallback(reporter, store, spec)
-    staging = store.path(f"jobs/{reporter.job_id}/staging")
     trainer = BucketedTrainer(
         model=model,
         args=training_arguments(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(known)),

@@ -202,6 +202,29 @@ class TrainOutcome:
     diverged: Alert | None = None
 
 
+def start_training(
+    spec: TrainingSpec,
+    *,
+    model_path: str,
+    store: LocalArtifactStore,
+    reporter: JobReporter,
+    seed: int,
+    what: str,
+) -> tuple[Device, PreTrainedTokenizerBase, Path]:
+    """What every task type does first: seed, pick the device, say what loads, load the tokenizer.
+
+    Returns the device, the tokenizer and the staging folder the Trainer writes checkpoints into.
+    """
+    set_seed(seed)
+    device = pick_device(spec.precision)
+    reporter.event(
+        f"Loading {what} on {device.name} ({str(device.dtype).removeprefix('torch.')}, "
+        f"quantization {spec.quantization})"
+    )
+    tokenizer = load_tokenizer(model_path, reporter)
+    return device, tokenizer, store.path(f"jobs/{reporter.job_id}/staging")
+
+
 def train_adapter(
     *,
     spec: TrainingSpec,
@@ -216,16 +239,11 @@ def train_adapter(
     resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Train a LoRA adapter and save it into ``adapter_dir`` (unless stopped)."""
-    set_seed(seed)
-    device = pick_device(spec.precision)
-    reporter.event(
-        f"Loading base model on {device.name} ({str(device.dtype).removeprefix('torch.')}, "
-        f"quantization {spec.quantization})"
+    device, tokenizer, staging = start_training(
+        spec, model_path=model_path, store=store, reporter=reporter, seed=seed, what="base model"
     )
-    tokenizer = load_tokenizer(model_path, reporter)
     model = load_model(model_path, spec, device, trust_remote_code)
     callback = ReportingCallback(reporter, store, spec)
-    staging = store.path(f"jobs/{reporter.job_id}/staging")
     trainer = TunedeckSFTTrainer(
         model=model,
         args=sft_config(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(validation_rows)),

@@ -8,13 +8,12 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     DataCollatorForSeq2Seq,
     PreTrainedTokenizerBase,
-    set_seed,
 )
 
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
 from worker.training.data import to_source_target
-from worker.training.pipeline import TrainOutcome, load_tokenizer, pick_device, train_and_save
+from worker.training.pipeline import TrainOutcome, start_training, train_and_save
 from worker.training.reporting import JobReporter
 from worker.training.trainer import (
     BucketedTrainer,
@@ -50,18 +49,18 @@ def train_seq2seq(
     resume_from: Path | None = None,
 ) -> TrainOutcome:
     """Train a LoRA adapter for an encoder-decoder model and save it into ``adapter_dir``."""
-    set_seed(seed)
-    device = pick_device(spec.precision)
-    reporter.event(
-        f"Loading encoder-decoder base model on {device.name} "
-        f"({str(device.dtype).removeprefix('torch.')}, quantization {spec.quantization})"
+    device, tokenizer, staging = start_training(
+        spec,
+        model_path=model_path,
+        store=store,
+        reporter=reporter,
+        seed=seed,
+        what="encoder-decoder base model",
     )
-    tokenizer = load_tokenizer(model_path, reporter)
     model = load_peft_model(
         AutoModelForSeq2SeqLM, model_path, spec, device, trust_remote_code=trust_remote_code
     )
     callback = TaskReportingCallback(reporter, store, spec)
-    staging = store.path(f"jobs/{reporter.job_id}/staging")
     has_eval = bool(validation_rows)
     trainer = BucketedTrainer(
         model=model,
