@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         validation_alias="REDIS_URL",
         description="Celery broker; default an embedded filesystem broker under <data_dir>",
     )
+    artifacts_root: Path | None = Field(
+        None,
+        validation_alias="TUNEDECK_ARTIFACTS_DIR",
+        description="Datasets, checkpoints, adapters and merged models; default <data_dir>/artifacts",
+    )
     queue: str = Field("tunedeck", description="Celery queue the training tasks go to")
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "tunedeck" / "models",
@@ -35,8 +40,18 @@ class Settings(BaseSettings):
     )
     retry_backoff_seconds: float = Field(10.0, ge=0, description="Wait before the 2nd attempt; doubles after")
     max_attempts: int = Field(3, ge=1, le=20, description="Attempts a job gets before it fails for good")
+    redispatch_after_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="A job still queued this long is sent again (a lost message, a broker restart)",
+    )
+    redis_visibility_timeout_seconds: float = Field(
+        14 * 24 * 3600.0,
+        gt=0,
+        description="Redis re-delivers an unacknowledged message after this; keep it longer than any job",
+    )
     fault_injection: str | None = Field(
-        None, description="For fault tests only: 'oom_at_step=N' raises out-of-memory at step N"
+        None, description="For fault tests only, e.g. 'oom_at_step=2,step_delay=0.1' (see app/faults.py)"
     )
     default_base_model: str = "smollm2-135m-instruct"
 
@@ -52,7 +67,7 @@ class Settings(BaseSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        return (self.data_dir / "artifacts").resolve()
+        return (self.artifacts_root or self.data_dir / "artifacts").resolve()
 
     @property
     def broker_dir(self) -> Path:

@@ -12,6 +12,8 @@ from sqlmodel import Session
 from app.config import get_settings
 from app.paths import resource_dir
 
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
 
 @lru_cache
 def _engine_for(url: str) -> sa.Engine:
@@ -23,10 +25,15 @@ def _engine_for(url: str) -> sa.Engine:
             # WAL lets the web app read while the worker writes; busy_timeout rides out locks.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
+
+        @sa.event.listens_for(engine, "checkout")
+        def _default_busy_timeout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+            # a writer that lowered it for one quick transaction does not pass that on
+            dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)

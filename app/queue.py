@@ -1,5 +1,6 @@
 """The Celery producer. The web side sends tasks by name and never imports ``worker``."""
 
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -9,15 +10,16 @@ from app.config import Settings, get_settings
 
 TRAIN_TASK = "tunedeck.train"
 MERGE_TASK = "tunedeck.merge"
-# Redis re-delivers an unacked message after this long; it must exceed any training job.
-VISIBILITY_TIMEOUT_S = 14 * 24 * 3600
+log = logging.getLogger(__name__)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery settings for long, one-at-a-time GPU jobs, shared by producer and worker."""
     if settings.redis_url:
         broker = settings.redis_url
-        transport_options: dict[str, Any] = {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+        # Redis re-delivers an unacked message after this long; it must exceed any training job.
+        # A re-delivery that still comes is harmless: the claim in the database refuses it.
+        transport_options: dict[str, Any] = {"visibility_timeout": settings.redis_visibility_timeout_seconds}
     else:
         folder = settings.broker_dir / "queue"
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +58,15 @@ def send_training_task(job_id: str, countdown: float | None = None) -> None:
     settings = get_settings()
     producer = _producer(settings.redis_url or str(settings.broker_dir))
     producer.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue, countdown=countdown)
+
+
+def dispatch_training_task(job_id: str, countdown: float | None = None) -> None:
+    """Send a job's message; if the broker is down, the job stays waiting and a worker's reaper
+    sends it again later (``redispatch_after_seconds``), so submitting never fails on it."""
+    try:
+        send_training_task(job_id, countdown)
+    except Exception as exc:  # kombu's OperationalError, a refused connection, a DNS failure
+        log.warning("job %s: the queue broker is unreachable (%s); it will be sent again later", job_id, exc)
 
 
 def send_merge_task(merge_id: str) -> None:

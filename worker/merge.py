@@ -11,6 +11,7 @@ import torch
 from sqlmodel import col, update
 
 from app.db import read_session, session_scope
+from app.faults import pause
 from app.jobs.service import add_event
 from app.models import BaseModelRecord, Job, Merge
 from app.spec import TrainingSpec
@@ -25,9 +26,21 @@ def _update(merge_id: str, **values: object) -> None:
         session.exec(update(Merge).where(col(Merge.id) == merge_id).values(**values))
 
 
+class MergeCancelled(Exception):
+    """Cancel was asked for; raised between stages so the half-written folder is discarded."""
+
+
 def _progress(merge: Merge, fraction: float, message: str) -> None:
-    _update(merge.id, progress=fraction, message=message)
+    """Move to the next stage, unless cancel was asked for (each stage is the bound on cancelling)."""
+    pause("merge_delay")
     with session_scope() as session:
+        moved = session.exec(
+            update(Merge)
+            .where(col(Merge.id) == merge.id, col(Merge.status) == "running")
+            .values(progress=fraction, message=message)
+        )
+        if moved.rowcount != 1:
+            raise MergeCancelled(merge.id)
         add_event(session=session, job_id=merge.job_id, message=f"Merge {round(fraction * 100)}%: {message}")
 
 
@@ -52,6 +65,11 @@ def run_merge(merge_id: str) -> str:
             raise RuntimeError(f"base model {job.model!r} is no longer registered")
         key = f"jobs/{job.id}/merged"
         _merge(merge, base, job.adapter_key, key, TrainingSpec.model_validate(job.hyperparameters).task_type)
+    except MergeCancelled:
+        _update(merge_id, status="cancelled", message="cancelled", finished_at=utcnow())
+        with session_scope() as session:
+            add_event(session=session, job_id=merge.job_id, message="Merge cancelled; nothing was kept")
+        return "cancelled"
     except Exception as exc:
         log.exception("merge %s failed", merge_id)
         _update(merge_id, status="failed", error=f"{type(exc).__name__}: {exc}"[:2000], finished_at=utcnow())
@@ -95,6 +113,7 @@ def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str, task
     _progress(merge, 0.6, "merging the LoRA weights into the base (merge_and_unload)")
     merged = model.merge_and_unload()
     _progress(merge, 0.8, "saving safetensors and the tokenizer")
-    with store.new_folder(key) as folder:
+    with store.new_folder(key) as folder:  # published only if the block ends without an exception
         merged.save_pretrained(folder, safe_serialization=True)
         tokenizer.save_pretrained(folder)
+        _progress(merge, 0.95, "publishing the merged model")

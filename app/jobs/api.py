@@ -160,6 +160,17 @@ def merge_job(session: SessionDep, job_id: str) -> MergePublic:
     return MergePublic.of(merge)
 
 
+@router.post(
+    "/{job_id}/merge/cancel",
+    response_model=MergePublic,
+    summary="Cancel the merge under way (queued: at once; running: at its next stage)",
+)
+def cancel_merge(session: SessionDep, job_id: str) -> MergePublic:
+    merge = merging.cancel_merge(session=session, job_id=job_id)
+    commit(session)
+    return MergePublic.of(merge)
+
+
 @router.get(
     "/{job_id}/merge", response_model=MergePublic, summary="The latest merge of this job, with progress"
 )

@@ -8,13 +8,13 @@ died), with backoff, up to ``max_attempts``; writes from the old attempt are the
 from datetime import timedelta
 from functools import partial
 
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, func, select, update
 
 from app.config import get_settings
 from app.db import after_commit, session_scope
 from app.jobs.service import add_event
 from app.models import Job, JobStatus
-from app.queue import send_training_task
+from app.queue import dispatch_training_task
 from app.timeutil import utcnow
 
 ACTIVE = (JobStatus.validating_files, JobStatus.running)
@@ -51,9 +51,19 @@ def reap_expired() -> list[str]:
             col(Job.next_attempt_at) < now - timedelta(seconds=get_settings().lease_seconds),
         )
         for job in session.exec(stale).all():  # its message was lost with a dead worker: send another
-            job.next_attempt_at = now
+            job.next_attempt_at = job.dispatched_at = now
             session.add(job)
-            after_commit(session, partial(send_training_task, job.id))
+            after_commit(session, partial(dispatch_training_task, job.id))
+        waiting = select(Job).where(
+            col(Job.status) == JobStatus.queued,
+            col(Job.cancel_requested).is_(False),
+            func.coalesce(col(Job.dispatched_at), col(Job.created_at))
+            < now - timedelta(seconds=get_settings().redispatch_after_seconds),
+        )
+        for job in session.exec(waiting).all():  # the broker may have lost it (a restart): send again
+            job.dispatched_at = now
+            session.add(job)
+            after_commit(session, partial(dispatch_training_task, job.id))
         return reaped
 
 
@@ -79,6 +89,7 @@ def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worke
         values = {
             "status": JobStatus.retrying,
             "next_attempt_at": now + timedelta(seconds=delay),
+            "dispatched_at": now,
             "lease_expires_at": None,
         }
     if session.exec(update(Job).where(*guard).values(**values)).rowcount != 1:
@@ -90,5 +101,5 @@ def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worke
         level="warning" if status == JobStatus.retrying else "error",
     )
     if status == JobStatus.retrying:
-        after_commit(session, partial(send_training_task, job.id, countdown=delay))
+        after_commit(session, partial(dispatch_training_task, job.id, countdown=delay))
     return status

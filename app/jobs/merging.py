@@ -1,6 +1,6 @@
 """Merging an adapter into its full-precision base: requested here, run by a worker task."""
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, select, update
 
 from app.db import after_commit
 from app.ids import new_id
@@ -8,7 +8,7 @@ from app.jobs.service import JobConflict, add_event, get_job
 from app.models import JobStatus, Merge
 from app.queue import send_merge_task
 
-ACTIVE = ("queued", "running")
+ACTIVE = ("queued", "running", "cancelling")
 
 
 def request_merge(*, session: Session, job_id: str) -> Merge:
@@ -24,6 +24,27 @@ def request_merge(*, session: Session, job_id: str) -> Merge:
     add_event(session=session, job_id=job_id, message="Merge into the full-precision base requested")
     session.flush()
     after_commit(session, lambda: send_merge_task(merge.id))
+    return merge
+
+
+def cancel_merge(*, session: Session, job_id: str) -> Merge:
+    """Stop the job's merge: a queued one at once, a running one at its next stage (≤ one stage)."""
+    get_job(session=session, job_id=job_id)
+    merge = latest_merge(session=session, job_id=job_id)
+    if merge is None or merge.status not in ACTIVE:
+        status = merge.status if merge else "none"
+        raise JobConflict(f"job {job_id} has no merge under way to cancel (latest merge: {status})")
+    # conditional: the worker may be moving the merge on at the same moment
+    target = "cancelled" if merge.status == "queued" else "cancelling"
+    changed = session.exec(
+        update(Merge)
+        .where(col(Merge.id) == merge.id, col(Merge.status) == merge.status)
+        .values(status=target, message="cancel requested")
+    )
+    if changed.rowcount != 1:
+        raise JobConflict(f"merge {merge.id} changed while cancelling it; try again")
+    add_event(session=session, job_id=job_id, message=f"Merge cancel requested ({merge.status})")
+    session.refresh(merge)
     return merge
 
 

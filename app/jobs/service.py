@@ -13,7 +13,7 @@ from app.db import after_commit
 from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Metric
-from app.queue import send_training_task
+from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
 from app.timeutil import utcnow
@@ -73,13 +73,14 @@ def create_job(
         status=JobStatus.queued,
         advice=[check.__dict__ for check in checks],
         max_attempts=get_settings().max_attempts,
+        dispatched_at=utcnow(),
     )
     session.add(job)
     session.flush()
     add_event(session=session, job_id=job.id, message=f"Created fine-tuning job {job.id} on {model}")
     for check in checks:
         add_event(session=session, job_id=job.id, message=f"Advisor: {check.message}", level=check.level)
-    after_commit(session, lambda: send_training_task(job.id))
+    after_commit(session, lambda: dispatch_training_task(job.id))
     return job
 
 

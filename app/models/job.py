@@ -56,6 +56,9 @@ class Job(SQLModel, table=True):
     max_attempts: int = 3
     lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="when the latest queue message was sent"
+    )
     worker: str | None = Field(default=None, max_length=255)
     step: int = 0
     total_steps: int | None = None
@@ -126,7 +129,11 @@ class Merge(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE", index=True)
-    status: str = Field(default="queued", max_length=16, description="queued, running, succeeded, failed")
+    status: str = Field(
+        default="queued",
+        max_length=16,
+        description="queued, running, cancelling, succeeded, failed, cancelled",
+    )
     progress: float = 0.0
     message: str = Field(default="", max_length=500)
     error: str | None = Field(default=None, max_length=2000)

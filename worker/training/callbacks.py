@@ -10,11 +10,11 @@ import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from app import metric_names
-from app.config import get_settings
+from app.faults import fault, pause
 from app.jobs.monitor import Alert, TrainingMonitor
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
-from worker.training.reporting import JobReporter
+from worker.training.reporting import JobCancelled, JobReporter
 
 LOG_KEYS = {
     "loss": metric_names.TRAIN_LOSS,
@@ -38,7 +38,8 @@ class ReportingCallback(TrainerCallback):
         self.best: tuple[float, int] | None = None  # (validation loss, step)
         self.evals_since_best = 0
         self._last_log = (0, time.monotonic())
-        self.oom_at_step = _injected_oom_step()
+        self.oom_at_step = fault("oom_at_step")
+        self._evaluating_at: int | None = None
 
     @property
     def checkpoints_key(self) -> str:
@@ -60,9 +61,21 @@ class ReportingCallback(TrainerCallback):
             raise torch.OutOfMemoryError(
                 f"simulated out of memory at step {state.global_step} (fault injection)"
             )
+        pause("step_delay")
         if self.reporter.step(state.global_step, state.max_steps, state.epoch):
             self.cancelled = True
             self._stop(control)
+
+    def on_prediction_step(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
+    ) -> None:
+        # The Trainer has no way to stop an evaluation loop: cancelling raises out of it.
+        if self._evaluating_at != state.global_step:
+            self._evaluating_at = state.global_step
+            self.reporter.event(f"Evaluating on the validation split at step {state.global_step}")
+        pause("eval_batch_delay")
+        if self.reporter.fenced or self.reporter.cancel_requested():
+            raise JobCancelled(f"during evaluation at step {state.global_step}")
 
     def on_epoch_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
@@ -128,6 +141,7 @@ class ReportingCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         # The Trainer wrote into a staging folder; one rename publishes the complete checkpoint.
+        pause("save_delay")
         staged = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
         key = f"{self.checkpoints_key}/step-{state.global_step}"
         target = self.store.path(key)
@@ -148,12 +162,6 @@ class ReportingCallback(TrainerCallback):
     def _stop(control: TrainerControl) -> None:
         control.should_training_stop = True
         control.should_save = control.should_evaluate = False
-
-
-def _injected_oom_step() -> int | None:
-    """Fault tests set TUNEDECK_FAULT_INJECTION=oom_at_step=N to make every attempt fail at step N."""
-    fault = get_settings().fault_injection or ""
-    return int(fault.split("=", 1)[1]) if fault.startswith("oom_at_step=") else None
 
 
 def _finite(value: Any) -> bool:

@@ -18,13 +18,14 @@ from transformers import (
 from transformers.utils import is_flash_attn_2_available
 from trl import SFTConfig, SFTTrainer
 
+from app.faults import pause
 from app.jobs.monitor import Alert
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
-from worker.training.reporting import JobReporter
+from worker.training.reporting import JobCancelled, JobReporter
 
 
 class ModelLoadError(RuntimeError):
@@ -98,6 +99,7 @@ def load_model(
 ) -> Any:
     """The frozen base loaded with ``auto_class``, quantized with bitsandbytes when the spec asks."""
     quantization = quantization_config(spec, device)
+    pause("load_delay")
     try:
         model = auto_class.from_pretrained(
             model_path,
@@ -284,7 +286,7 @@ def train_and_save(
         data={"trainable_params": trainable, "total_params": total},
     )
     if reporter.cancel_requested():
-        return TrainOutcome(global_step=0, cancelled=True)
+        raise JobCancelled("while the model was loading, before the first step")
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
     if callback.cancelled or callback.fatal:

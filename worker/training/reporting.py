@@ -1,11 +1,13 @@
 """Everything the worker tells the database about a job: status, progress, metrics, events."""
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select, update
 
 from app import metric_names
@@ -16,30 +18,77 @@ from app.jobs.service import add_event
 from app.models import Checkpoint, Job, JobStatus, Metric
 from app.timeutil import utcnow
 
-PROGRESS_WRITE_INTERVAL_S = 0.5
+FLUSH_INTERVAL_S = 0.2  # metric points, progress and events reach the database in batches this often
+QUICK_BUSY_TIMEOUT_MS = 500  # the background writer does not wait long on a locked SQLite: it retries
+MAX_RETRY_DELAY_S = 1.0  # between tries of a batch the database refused
+FLUSH_DEADLINE_S = 300.0  # a synchronous flush (before a checkpoint or the final status) waits this long
+
+log = logging.getLogger(__name__)
 
 
 class FencedOff(Exception):
     """This attempt no longer owns the job (its lease expired and the job moved on)."""
 
 
+class JobCancelled(Exception):
+    """Cancel was requested in a stage the Trainer cannot stop by itself (loading, evaluating)."""
+
+    def __init__(self, when: str) -> None:
+        super().__init__(when)
+        self.when = when
+
+
 class JobReporter:
-    """Writes one attempt's progress in short transactions, each refused once the attempt is fenced off."""
+    """Writes one attempt's progress; every transaction is refused once the attempt is fenced off.
+
+    Metric points, step progress and events are buffered and written by a background thread in
+    one short transaction every ``FLUSH_INTERVAL_S``. When the database is busy (a long SQLite
+    write lock, a Postgres restart) the batch stays buffered and is retried with backoff while
+    training goes on. Checkpoints and status changes flush the buffer first and are synchronous.
+    Use as a context manager: entering starts the writer, leaving flushes what is left.
+    """
 
     def __init__(self, job_id: str, fence: int, lost: threading.Event | None = None) -> None:
         self.job_id = job_id
         self.fence = fence
         self.lost = lost or threading.Event()
-        self._last_progress_write = 0.0
+        self._points: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._job_values: dict[str, Any] = {}
+        self._buffer_lock = threading.Lock()  # guards the three buffers above
+        self._flush_lock = threading.Lock()  # one flush at a time keeps points in order
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy_since: float | None = None
+
+    def __enter__(self) -> "JobReporter":
+        self._thread = threading.Thread(target=self._writer, name=f"metrics-{self.job_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=FLUSH_DEADLINE_S)
+        if not self.fenced:
+            try:
+                self.flush()
+            except FencedOff:
+                pass
+            except Exception:
+                log.exception("job %s: could not write the last metric points", self.job_id)
 
     @property
     def fenced(self) -> bool:
         return self.lost.is_set()
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, *, quick: bool = False) -> Iterator[Session]:
         """A transaction that first proves this attempt still owns the job (the fencing token)."""
         with session_scope() as session:
+            if quick and session.get_bind().dialect.name == "sqlite":
+                # reset to the engine's default when the connection is next checked out (app.db)
+                session.connection().exec_driver_sql(f"PRAGMA busy_timeout={QUICK_BUSY_TIMEOUT_MS}")
             owned = session.exec(
                 update(Job)
                 .where(col(Job.id) == self.job_id, col(Job.attempt) == self.fence)
@@ -50,11 +99,126 @@ class JobReporter:
                 raise FencedOff(self.job_id)
             yield session
 
+    # -- buffered: written by the background thread ------------------------------------------
+
     def event(self, message: str, level: str = "info", data: dict[str, Any] | None = None) -> None:
-        with self._write() as session:
-            add_event(session=session, job_id=self.job_id, message=message, level=level, data=data)
+        with self._buffer_lock:
+            self._events.append({"message": message, "level": level, "data": data, "type": "message"})
+
+    def step(self, step: int, total_steps: int, epoch: float | None) -> bool:
+        """Record progress and return True if the job should stop now (cancelled or fenced off)."""
+        if self.fenced:
+            return True
+        with self._buffer_lock:
+            self._job_values.update(step=step, total_steps=total_steps, epoch=epoch)
+        return self.cancel_requested()
+
+    def metrics(self, step: int, epoch: float | None, values: dict[str, float]) -> None:
+        """Append metric points and keep the job's latest values for list pages."""
+        if not values:
+            return
+        latest: dict[str, Any] = {}
+        if metric_names.TRAIN_LOSS in values:
+            latest["train_loss"] = values[metric_names.TRAIN_LOSS]
+        if metric_names.VALID_LOSS in values:
+            latest["valid_loss"] = values[metric_names.VALID_LOSS]
+        if metric_names.TOKENS_SEEN in values:
+            latest["trained_tokens"] = int(values[metric_names.TOKENS_SEEN])
+        with self._buffer_lock:
+            self._points.extend(
+                {"key": key, "step": step, "epoch": epoch, "value": value} for key, value in values.items()
+            )
+            self._job_values.update(latest)
+
+    def alert(self, alert: Alert) -> None:
+        """A health alert: an event of type "alert" carrying the remedies, shown as a banner."""
+        data = {
+            "kind": alert.kind,
+            "step": alert.step,
+            "remedies": list(alert.remedies),
+            "fatal": alert.fatal,
+        }
+        with self._buffer_lock:
+            self._events.append({"message": alert.message, "level": "warning", "data": data, "type": "alert"})
+
+    def flush(self) -> None:
+        """Write everything buffered now, retrying while the database is busy (up to a deadline)."""
+        deadline = time.monotonic() + FLUSH_DEADLINE_S
+        delay = 0.05
+        while True:
+            try:
+                self._flush_once(quick=False)
+                return
+            except OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _writer(self) -> None:
+        delay = FLUSH_INTERVAL_S
+        while not self._stop.wait(delay):
+            try:
+                self._flush_once(quick=True)
+                delay = FLUSH_INTERVAL_S
+            except FencedOff:
+                return
+            except OperationalError as exc:  # busy or unreachable: keep the batch, retry with backoff
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                log.warning(
+                    "job %s: metric write delayed (%s); retrying in %.1fs", self.job_id, exc.orig, delay
+                )
+            except Exception:
+                log.exception("job %s: metric write failed; retrying", self.job_id)
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+
+    def _flush_once(self, *, quick: bool) -> None:
+        with self._flush_lock:
+            with self._buffer_lock:
+                points, events, values = self._points, self._events, self._job_values
+                self._points, self._events, self._job_values = [], [], {}
+            if not (points or events or values):
+                return
+            try:
+                with self._write(quick=quick) as session:
+                    session.add_all(Metric(job_id=self.job_id, **point) for point in points)
+                    for item in events:
+                        event = add_event(
+                            session=session,
+                            job_id=self.job_id,
+                            message=item["message"],
+                            level=item["level"],
+                            data=item["data"],
+                        )
+                        event.type = item["type"]
+                    if values:
+                        session.exec(update(Job).where(col(Job.id) == self.job_id).values(**values))
+            except OperationalError:
+                with self._buffer_lock:  # put the batch back in front of what came since
+                    self._points[:0] = points
+                    self._events[:0] = events
+                    self._job_values = {**values, **self._job_values}
+                if self._busy_since is None:
+                    self._busy_since = time.monotonic()
+                raise
+            except FencedOff:
+                with self._buffer_lock:
+                    self._points, self._events, self._job_values = [], [], {}
+                raise
+            if self._busy_since is not None:
+                waited = time.monotonic() - self._busy_since
+                self._busy_since = None
+                log.warning(
+                    "job %s: %d metric points written after the database was busy for %.1fs",
+                    self.job_id,
+                    len(points),
+                    waited,
+                )
+
+    # -- synchronous ----------------------------------------------------------------------
 
     def set_status(self, status: JobStatus, **fields: Any) -> None:
+        self.flush()
         with self._write() as session:
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(status=status, **fields))
 
@@ -74,57 +238,9 @@ class JobReporter:
 
     def drop_points_after(self, step: int) -> None:
         """Forget metric points a dead attempt wrote after ``step``: the resumed run writes them again."""
+        self.flush()
         with self._write() as session:
             session.exec(delete(Metric).where(col(Metric.job_id) == self.job_id, col(Metric.step) > step))
-
-    def step(self, step: int, total_steps: int, epoch: float | None) -> bool:
-        """Record progress (throttled) and return True if the job should stop now."""
-        if self.fenced:
-            return True
-        now = time.monotonic()
-        if now - self._last_progress_write >= PROGRESS_WRITE_INTERVAL_S or step >= total_steps:
-            self._last_progress_write = now
-            with self._write() as session:
-                values = {
-                    "step": step,
-                    "total_steps": total_steps,
-                    "epoch": epoch,
-                    "heartbeat_at": utcnow(),
-                }
-                session.exec(update(Job).where(col(Job.id) == self.job_id).values(**values))
-        return self.cancel_requested()
-
-    def metrics(self, step: int, epoch: float | None, values: dict[str, float]) -> None:
-        """Append metric points and keep the job's latest values for list pages."""
-        if not values:
-            return
-        with self._write() as session:
-            session.add_all(
-                Metric(job_id=self.job_id, key=key, step=step, epoch=epoch, value=value)
-                for key, value in values.items()
-            )
-            latest: dict[str, Any] = {"heartbeat_at": utcnow()}
-            if metric_names.TRAIN_LOSS in values:
-                latest["train_loss"] = values[metric_names.TRAIN_LOSS]
-            if metric_names.VALID_LOSS in values:
-                latest["valid_loss"] = values[metric_names.VALID_LOSS]
-            if metric_names.TOKENS_SEEN in values:
-                latest["trained_tokens"] = int(values[metric_names.TOKENS_SEEN])
-            session.exec(update(Job).where(col(Job.id) == self.job_id).values(**latest))
-
-    def alert(self, alert: Alert) -> None:
-        """A health alert: an event of type "alert" carrying the remedies, shown as a banner."""
-        data = {
-            "kind": alert.kind,
-            "step": alert.step,
-            "remedies": list(alert.remedies),
-            "fatal": alert.fatal,
-        }
-        with self._write() as session:
-            event = add_event(
-                session=session, job_id=self.job_id, message=alert.message, level="warning", data=data
-            )
-            event.type = "alert"
 
     def prune_checkpoints(self, *, keep_last: int) -> list[str]:
         """Drop all but the last ``keep_last`` checkpoints and the best one; return their keys."""
@@ -155,6 +271,7 @@ class JobReporter:
             return session.exec(query).first()
 
     def checkpoint(self, *, step: int, epoch: float | None, artifact_key: str) -> None:
+        self.flush()  # the checkpoint row records the latest losses
         with self._write() as session:
             job = session.get(Job, self.job_id)
             assert job is not None

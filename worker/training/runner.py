@@ -1,7 +1,9 @@
 """Run one job: claim it, validate its data, train, and record how it ended."""
 
+import errno
 import gc
 import logging
+import shutil
 import traceback
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ from sqlmodel import col, func, or_, update
 
 from app.config import get_settings
 from app.db import read_session, session_scope
+from app.faults import pause
 from app.jobs.leases import retry_or_fail
 from app.models import BaseModelRecord, Job, JobStatus
 from app.queue import send_training_task
@@ -21,7 +24,7 @@ from worker.lease import Heartbeat
 from worker.training.classification import train_classifier
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
-from worker.training.reporting import FencedOff, JobReporter
+from worker.training.reporting import FencedOff, JobCancelled, JobReporter
 from worker.training.seq2seq import train_seq2seq
 
 # Every task trains with the same keyword arguments and returns a TrainOutcome.
@@ -68,8 +71,7 @@ def run_job(job_id: str, worker_name: str) -> str:
         _resend_if_early(job_id)
         log.info("job %s is not waiting for a worker; skipping", job_id)
         return "skipped"
-    with Heartbeat(job_id, fence) as heartbeat:
-        reporter = JobReporter(job_id, fence, heartbeat.lost)
+    with Heartbeat(job_id, fence) as heartbeat, JobReporter(job_id, fence, heartbeat.lost) as reporter:
         try:
             reporter.event(f"Attempt {fence} started on worker {worker_name}")
             return _attempt(job_id, reporter)
@@ -88,6 +90,10 @@ def _attempt(job_id: str, reporter: JobReporter) -> str:
         return _run(job_id, reporter)
     except FencedOff:
         raise
+    except JobCancelled as stop:
+        if reporter.fenced:
+            raise FencedOff(job_id) from None
+        return _cancelled(reporter, stop.when)
     except TrainingDataError as exc:
         return _fail(reporter, "invalid_training_file", f"Bad training data: {exc}")
     except ModelLoadError as exc:
@@ -102,12 +108,43 @@ def _attempt(job_id: str, reporter: JobReporter) -> str:
         return _retry(reporter, "out_of_memory", message)
     except Exception as exc:
         log.exception("job %s failed", job_id)
+        if _no_space_left(exc):
+            return _fail(reporter, "disk_full", _disk_full_message(reporter))
         return _retry(
             reporter,
             "internal_error",
             f"Training failed: {type(exc).__name__}: {exc}",
             traceback.format_exc(),
         )
+
+
+def _no_space_left(exc: BaseException) -> bool:
+    """A full disk, however the writer reported it (OSError, torch's stream writer, safetensors)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
+            return True
+        text = str(seen)
+        if "No space left on device" in text or "StorageFull" in text or "file write failed" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _disk_full_message(reporter: JobReporter) -> str:
+    store = get_store()
+    free_mb = shutil.disk_usage(store.root).free / 2**20
+    checkpoint = reporter.latest_checkpoint()
+    kept = (
+        f"the previous checkpoint (step {checkpoint.step}) is intact"
+        if checkpoint
+        else "no checkpoint had been saved yet"
+    )
+    return (
+        f"No space left on device while writing to {store.root} ({free_mb:.1f} MiB free after "
+        f"discarding the partial files); {kept}. Free some space (or lower save_total_limit) and "
+        "start the job again"
+    )
 
 
 def _resend_if_early(job_id: str) -> None:
@@ -135,12 +172,13 @@ def _run(job_id: str, reporter: JobReporter) -> str:
         raise ModelLoadError(f"base model {job.model!r} is no longer registered")
     spec = TrainingSpec.model_validate(job.hyperparameters)
     reporter.event(f"Validating training data for task {spec.task_type}")
+    pause("validate_delay")
     train_rows, validation_rows = load_job_rows(store, job)
     reporter.event(f"{len(train_rows)} training rows, {len(validation_rows)} validation rows")
     if not validation_rows:
         reporter.event("No validation rows: overfitting will not be visible", level="warning")
     if reporter.cancel_requested():
-        return _cancelled(reporter, "before training started")
+        return _cancelled(reporter, "after validating the training data, before loading the model")
     resume_from = _resume_point(reporter, store, job.attempt)
     reporter.set_status(JobStatus.running)
     adapter_key = f"jobs/{job_id}/adapter"
@@ -170,15 +208,15 @@ def _run(job_id: str, reporter: JobReporter) -> str:
         return _cancelled(reporter, f"at step {stop.outcome.global_step}")
     finally:
         store.delete(f"jobs/{job_id}/staging")
+    reporter.event(  # written with the status change (set_status flushes the buffer first)
+        f"Job succeeded after {outcome.global_step} steps; adapter saved",
+        data={"adapter": adapter_key},
+    )
     reporter.set_status(
         JobStatus.succeeded,
         finished_at=utcnow(),
         adapter_key=adapter_key,
         fine_tuned_model=f"{job.model}:{job_id}",
-    )
-    reporter.event(
-        f"Job succeeded after {outcome.global_step} steps; adapter saved",
-        data={"adapter": adapter_key},
     )
     return JobStatus.succeeded.value
 
@@ -201,6 +239,7 @@ def _resume_point(reporter: JobReporter, store: LocalArtifactStore, attempt: int
 def _retry(reporter: JobReporter, code: str, message: str, detail: str | None = None) -> str:
     """Hand the job back for another attempt after a backoff, or fail it after the last one."""
     reporter.event(message, level="error", data={"traceback": detail[-4000:]} if detail else None)
+    reporter.flush()
     with session_scope() as session:
         job = session.get(Job, reporter.job_id)
         assert job is not None
@@ -220,16 +259,16 @@ class _Stopped(Exception):
 
 
 def _cancelled(reporter: JobReporter, when: str) -> str:
-    reporter.set_status(JobStatus.cancelled, finished_at=utcnow())
     reporter.event(f"Job cancelled {when}")
+    reporter.set_status(JobStatus.cancelled, finished_at=utcnow())
     return JobStatus.cancelled.value
 
 
 def _fail(reporter: JobReporter, code: str, message: str, detail: str | None = None) -> str:
+    reporter.event(message, level="error", data={"traceback": detail[-4000:]} if detail else None)
     reporter.set_status(
         JobStatus.failed,
         finished_at=utcnow(),
         error={"code": code, "message": message, "param": None},
     )
-    reporter.event(message, level="error", data={"traceback": detail[-4000:]} if detail else None)
     return JobStatus.failed.value
