@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
         14 * 24 * 3600.0,
         gt=0,
         description="Redis re-delivers an unacknowledged message after this; keep it longer than any job",
+    )
+    redis_transport_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Extra kombu Redis transport options as JSON, e.g. '{\"unacked_restore_throttle\": 1}'",
     )
     fault_injection: str | None = Field(
         None, description="For fault tests only, e.g. 'oom_at_step=2,step_delay=0.1' (see app/faults.py)"

@@ -19,7 +19,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         broker = settings.redis_url
         # Redis re-delivers an unacked message after this long; it must exceed any training job.
         # A re-delivery that still comes is harmless: the claim in the database refuses it.
-        transport_options: dict[str, Any] = {"visibility_timeout": settings.redis_visibility_timeout_seconds}
+        transport_options: dict[str, Any] = {
+            "visibility_timeout": settings.redis_visibility_timeout_seconds,
+            **settings.redis_transport_options,
+        }
     else:
         folder = settings.broker_dir / "queue"
         folder.mkdir(parents=True, exist_ok=True)

@@ -161,3 +161,33 @@ def check_adapter_in_fresh_process(base_dir: Path, adapter_dir: Path) -> dict[st
         timeout=300,
     )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def watch_like_a_browser(
+    url: str, on_point: Any = None, give_up_after: float = 120
+) -> tuple[list[dict[str, Any]], str | None, int]:
+    """Follow a job's stream as EventSource does: when the connection drops (the server went
+    away), wait and reconnect with the last event id, until the "end" event.
+
+    Returns the metric points received, the final status and the number of reconnects.
+    """
+    points: list[dict[str, Any]] = []
+    status, last_id, reconnects = None, None, 0
+    deadline = time.monotonic() + give_up_after
+    while time.monotonic() < deadline:
+        try:
+            for message in sse_messages(url, last_event_id=last_id, read_timeout=20):
+                last_id = message.id or last_id
+                if message.event == "status":
+                    status = message.data["status"]
+                elif message.event == "metrics":
+                    points += message.data
+                    if on_point:
+                        on_point(points)
+                elif message.event == "end":
+                    return points, status, reconnects
+        except (httpx.TransportError, httpx.HTTPStatusError):
+            pass
+        reconnects += 1
+        time.sleep(0.5)
+    raise TimeoutError(f"the stream did not end; {len(points)} points, last id {last_id}")

@@ -1,6 +1,8 @@
 """Real `tunedeck worker` processes for the fault tests, sharing the test's database and broker."""
 
 import os
+import shutil
+import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -9,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.e2e.support import TUNEDECK, wait_for
+from tests.e2e.support import TUNEDECK, free_port, wait_for
 from tests.worker.test_runner import events
 
 
@@ -32,9 +34,9 @@ class Workers:
         self.procs.append(proc)
         return proc
 
-    def logs(self) -> str:
+    def logs(self, tail: int | None = 3000) -> str:
         return "\n".join(
-            p.read_text(errors="replace")[-3000:] for p in self.data_dir.parent.glob("w*@test.log")
+            p.read_text(errors="replace")[-(tail or 0) :] for p in self.data_dir.parent.glob("w*@test.log")
         )
 
     def stop(self) -> None:
@@ -78,3 +80,53 @@ def finished(client: TestClient, job_id: str, timeout: float, workers: Workers) 
         raise AssertionError(
             f"job did not finish: {job_state(client, job_id)}\n{events(client, job_id)}\n{workers.logs()}"
         ) from None
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free port, that the test can stop and start again.
+
+    Like the machine's Redis it keeps nothing on disk: a restart loses every queued message.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", str(self.folder)]
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.ping, timeout=10, interval=0.1, message="redis-server to start")
+
+    def ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_broker(tmp_path: Path, workers: Workers) -> Iterator[RedisServer]:
+    """The test's own Redis as the broker, for the test process and the workers it starts."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(tmp_path)
+    server.start()
+    os.environ["REDIS_URL"] = workers.env["REDIS_URL"] = server.url
+    from app.config import get_settings
+
+    get_settings.cache_clear()
+    yield server
+    workers.stop()
+    server.stop()
+    os.environ.pop("REDIS_URL", None)
+    get_settings.cache_clear()

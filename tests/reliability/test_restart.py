@@ -1,11 +1,14 @@
 """Stopping `tunedeck run` mid-job hands the job back; starting it again resumes the job from its
-last checkpoint and finishes it."""
+last checkpoint and finishes it. Killing the web process mid-job loses nothing: the worker goes on
+and a watching client reconnects and gets every point once."""
 
+import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.e2e.support import Instance, upload_rows, wait_for
+from tests.e2e.support import TUNEDECK, Instance, upload_rows, wait_for, watch_like_a_browser
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +75,66 @@ def test_stopping_tunedeck_run_mid_job_and_starting_again_resumes_it(
             assert steps == list(range(1, 181))  # 9 steps per epoch, each once
     finally:
         again.stop()
+
+
+def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resumes(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """`tunedeck web` and `tunedeck worker` as separate processes; the web one is killed while a
+    browser-like client watches the job, and started again on the same port."""
+    data = tmp_path / "data"
+    instance = Instance(data, {"TUNEDECK_FAULT_INJECTION": "step_delay=0.2"})
+    instance.cli("models", "register", "--data-dir", str(data), "tiny-llama", str(tiny_model_dir))
+    logs = open(tmp_path / "processes.log", "wb")  # noqa: SIM115
+    web_command = [TUNEDECK, "web", "--data-dir", str(data), "--port", str(instance.port)]
+
+    def start_web() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(web_command, env=instance.env, stdout=logs, stderr=subprocess.STDOUT)
+        wait_for(lambda: _healthy(instance.url), timeout=60, message="the web process")
+        return proc
+
+    worker = subprocess.Popen(
+        [TUNEDECK, "worker", "--data-dir", str(data)], env=instance.env, stdout=logs, stderr=subprocess.STDOUT
+    )
+    web = start_web()
+    restarted: list[subprocess.Popen[bytes]] = []
+    try:
+        with instance.client() as client:
+            file_id = upload_rows(client)
+            hp = {"n_epochs": 4, "logging_steps": 1, "batch_size": 4, "gradient_accumulation_steps": 1}
+            job_id = client.post(
+                "/api/v1/fine_tuning/jobs",
+                json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": hp},
+            ).json()["id"]
+
+        def restart_after_a_few_points(points: list[dict[str, object]]) -> None:
+            if len(points) >= 8 and not restarted:
+                web.kill()  # a crash, not a clean shutdown
+                web.wait()
+                restarted.append(start_web())
+
+        stream = f"{instance.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
+        points, status, reconnects = watch_like_a_browser(stream, on_point=restart_after_a_few_points)
+        assert restarted and reconnects >= 1
+        assert status == "succeeded"
+        with instance.client() as client:
+            everything = client.get(f"/api/v1/fine_tuning/jobs/{job_id}/metrics").json()["data"]
+            job = client.get(f"/api/v1/fine_tuning/jobs/{job_id}").json()
+        ids = [p["id"] for p in points]
+        assert len(ids) == len(set(ids)), "a point arrived twice"
+        assert sorted(ids) == [p["id"] for p in everything], "a point is missing"
+        assert sorted(p["s"] for p in points if p["k"] == "train_loss") == list(range(1, 37))
+        assert job["attempt"] == 1  # the worker never noticed
+    finally:
+        for proc in (web, *restarted, worker):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        logs.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
