@@ -19,6 +19,18 @@ def _ago(value: datetime | None) -> str:
     return f"{max(seconds, 0)}s ago"
 
 
+def _until(value: datetime | None) -> str:
+    """'in 4m 10s' for an ETA."""
+    if value is None:
+        return "—"
+    seconds = max(0, int((value - datetime.now(UTC)).total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if hours:
+        return f"in {hours}h {minutes:02d}m"
+    return f"in {minutes}m {seconds:02d}s" if minutes else f"in {seconds}s"
+
+
 def _iso(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else ""
 
@@ -29,4 +41,5 @@ def _num(value: float | None, digits: int = 4) -> str:
 
 templates.env.filters["ago"] = _ago
 templates.env.filters["iso"] = _iso
+templates.env.filters["until"] = _until
 templates.env.filters["num"] = _num

@@ -2,14 +2,16 @@
 
 import json
 import re
+from collections import Counter
+from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from app.basemodels.inspect import UnreadableModel, read_safetensors_header
 from app.datasets.service import NotFound
-from app.models import BaseModelRecord, Job, JobStatus
+from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -88,3 +90,58 @@ def list_adapters(*, session: Session) -> list[Job]:
     """Finished jobs whose adapters can be downloaded or served."""
     query = select(Job).where(Job.status == JobStatus.succeeded).order_by(col(Job.finished_at).desc())
     return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a finished adapter came from and what it led to."""
+
+    job: Job
+    dataset: DatasetFile | None  # None when the file was deleted
+    parent: DatasetFile | None  # the dataset it was cleaned from, if any
+    merged: bool  # the latest merge succeeded, so the merged model can be downloaded
+    checkpoints: int
+
+
+def adapter_lineages(*, session: Session) -> list[Lineage]:
+    """Each succeeded job with its dataset (and that dataset's parent), merge and checkpoints."""
+    jobs = list_adapters(session=session)
+    ids = [job.id for job in jobs]
+    files = _files(session, {job.training_file for job in jobs})
+    parents = _files(session, {f.parent_id for f in files.values() if f.parent_id})
+    merges = session.exec(
+        select(Merge).where(col(Merge.job_id).in_(ids)).order_by(col(Merge.created_at))
+    ).all()
+    latest = {merge.job_id: merge for merge in merges}  # the newest wins, as the download uses it
+    counts = session.exec(
+        select(Checkpoint.job_id, func.count())
+        .where(col(Checkpoint.job_id).in_(ids))
+        .group_by(col(Checkpoint.job_id))
+    ).all()
+    checkpoints = {job_id: int(n) for job_id, n in counts}
+    lineages = []
+    for job in jobs:
+        dataset = files.get(job.training_file)
+        merge = latest.get(job.id)
+        lineages.append(
+            Lineage(
+                job=job,
+                dataset=dataset,
+                parent=parents.get(dataset.parent_id) if dataset and dataset.parent_id else None,
+                merged=merge is not None and merge.status == "succeeded" and bool(merge.artifact_key),
+                checkpoints=checkpoints.get(job.id, 0),
+            )
+        )
+    return lineages
+
+
+def adapter_counts(lineages: list[Lineage]) -> dict[str, int]:
+    """Base model id → adapters trained on it."""
+    return dict(Counter(lineage.job.model for lineage in lineages))
+
+
+def _files(session: Session, ids: set[str | None]) -> dict[str, DatasetFile]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    return {f.id: f for f in session.exec(select(DatasetFile).where(col(DatasetFile.id).in_(wanted))).all()}

@@ -1,4 +1,4 @@
-"""HTML page listing base models and finished adapters."""
+"""HTML page listing base models and finished adapters with their lineage."""
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
@@ -12,8 +12,10 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/models", response_class=HTMLResponse)
 def models_page(request: Request, session: SessionDep) -> Response:
+    lineages = service.adapter_lineages(session=session)
     context = {
         "models": service.list_models(session=session),
-        "adapters": service.list_adapters(session=session),
+        "lineages": lineages,
+        "adapter_counts": service.adapter_counts(lineages),
     }
     return templates.TemplateResponse(request, "pages/models.html", context)

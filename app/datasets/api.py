@@ -84,7 +84,7 @@ def file_stats(
     dataset = service.get_dataset(session=session, dataset_id=file_id)
     base = get_model(session=session, model_id=model or get_settings().default_base_model)
     stats = service.token_stats(store=store, dataset=dataset, base_model=base, max_seq_length=max_seq_length)
-    return TokenStatsPublic(**{k: v for k, v in stats.__dict__.items() if k != "lengths"})
+    return TokenStatsPublic.model_validate(stats)
 
 
 @router.get("/{file_id}/rows", response_model=RowsPage, summary="A page of a split's rows")

@@ -39,7 +39,25 @@ class FileList(BaseModel):
     total: int
 
 
+class HistogramBinPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    low: int = Field(description="Shortest token length counted in this bin")
+    high: int = Field(description="Longest token length counted in this bin")
+    count: int
+    truncated: bool = Field(description="Every row in this bin is longer than max_seq_length")
+
+
+class HistogramPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    max_seq_length: int
+    bins: list[HistogramBinPublic]
+
+
 class TokenStatsPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     model: str
     max_seq_length: int
     rows: int
@@ -48,6 +66,9 @@ class TokenStatsPublic(BaseModel):
     p95: int
     max: int
     truncated: int
+    histogram: HistogramPublic | None = Field(
+        None, description="Token lengths in about 30 bins; bin edges fall on the max_seq_length cut"
+    )
 
 
 class RowsPage(BaseModel):

@@ -1,10 +1,13 @@
 """Datasets: validate an upload, store it split into train/validation, describe it, clean it."""
 
 import json
+import math
 import random
 import re
 import statistics
+from bisect import bisect_right
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +163,73 @@ def preview(
 
 
 @dataclass(frozen=True)
+class HistogramBin:
+    """Rows whose token length lies in ``low..high`` (both included)."""
+
+    low: int
+    high: int
+    count: int
+    truncated: bool  # every row here is longer than max_seq_length
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Token lengths in equal-width bins whose edges fall on the max_seq_length cut."""
+
+    max_seq_length: int
+    bins: list[HistogramBin]
+    ticks: list[int]
+
+    @property
+    def start(self) -> int:
+        """The left edge of the x-range (one below the first bin's lowest length)."""
+        return self.bins[0].low - 1 if self.bins else 0
+
+    @property
+    def end(self) -> int:
+        return self.bins[-1].high if self.bins else self.max_seq_length
+
+    @property
+    def peak(self) -> int:
+        return max((b.count for b in self.bins), default=0)
+
+
+def histogram(lengths: list[int], max_seq_length: int, bins: int = 30) -> Histogram:
+    """About ``bins`` bins over the lengths and the cut; no bin straddles the cut."""
+    if not lengths:
+        return Histogram(max_seq_length=max_seq_length, bins=[], ticks=[])
+    ordered = sorted(lengths)
+    low, high = min(ordered[0], max_seq_length), max(ordered[-1], max_seq_length)
+    width = max(1, math.ceil((high - low + 1) / bins))
+    # Bins are (edge, edge + width]; the edges step out from the cut both ways.
+    first = max(max_seq_length - math.ceil((max_seq_length - low + 1) / width) * width, low - 1)
+    last = max_seq_length + math.ceil((high - max_seq_length) / width) * width
+    edges = [first, *range(first + width - (first - max_seq_length) % width, last + 1, width)]
+    return Histogram(
+        max_seq_length=max_seq_length,
+        bins=[
+            HistogramBin(
+                low=a + 1,
+                high=b,
+                count=bisect_right(ordered, b) - bisect_right(ordered, a),
+                truncated=a >= max_seq_length,
+            )
+            for a, b in pairwise(edges)
+        ],
+        ticks=_ticks(first, last),
+    )
+
+
+def _ticks(start: int, end: int, count: int = 5) -> list[int]:
+    """A few round numbers between ``start`` and ``end`` for an axis."""
+    raw = max(1.0, (end - start) / count)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(start / step) * step
+    return [int(t) for t in range(int(first), end + 1, int(step))]
+
+
+@dataclass(frozen=True)
 class TokenStats:
     """Token lengths of every row after the base model's chat template (classification: the text)."""
 
@@ -172,6 +242,7 @@ class TokenStats:
     max: int
     truncated: int
     lengths: list[int]
+    histogram: Histogram
 
 
 def token_stats(
@@ -200,6 +271,7 @@ def token_stats(
         max=lengths[-1],
         truncated=sum(1 for n in lengths if n > max_seq_length),
         lengths=lengths,
+        histogram=histogram(lengths, max_seq_length),
     )
 
 

@@ -22,7 +22,12 @@ def _list_page(
     request: Request, session: SessionDep, problem: DatasetInvalid | None = None, status: int = 200
 ) -> Response:
     datasets, total = service.list_datasets(session=session, limit=200)
-    context = {"datasets": datasets, "total": total, "problem": problem}
+    context = {
+        "datasets": datasets,
+        "total": total,
+        "problem": problem,
+        "max_upload_bytes": get_settings().max_upload_bytes,
+    }
     return templates.TemplateResponse(request, "pages/datasets.html", context, status_code=status)
 
 

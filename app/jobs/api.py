@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.config import get_settings
@@ -20,7 +21,10 @@ from app.jobs.schemas import (
     MergePublic,
     MetricList,
     MetricPoint,
+    SeriesList,
+    SeriesPublic,
 )
+from app.jobs.series import job_series
 from app.jobs.stream import job_events
 from app.models import JobStatus
 from app.storage import LocalArtifactStore
@@ -63,9 +67,35 @@ def list_jobs(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: JobStatus | None = None,
+    model: Annotated[str | None, Query(description="only jobs on this base model")] = None,
+    dataset: Annotated[str | None, Query(description="only jobs training or validating on this file")] = None,
+    q: Annotated[str | None, Query(max_length=100, description="search id, suffix, model name")] = None,
 ) -> JobList:
-    jobs, has_more = service.list_jobs(session=session, after=after, limit=limit, status=status)
+    filters = service.JobFilter(status=status, model=model, dataset=dataset, search=q)
+    jobs, has_more = service.list_jobs(session=session, after=after, limit=limit, filters=filters)
     return JobList(data=[JobPublic.of(j) for j in jobs], has_more=has_more)
+
+
+@router.delete("/{job_id}", summary="Delete a finished job with its files, metrics and events")
+def delete_job(session: SessionDep, store: StoreDep, job_id: str) -> dict[str, object]:
+    service.delete_job(session=session, store=store, job_id=job_id)
+    commit(session)
+    return {"id": job_id, "object": "fine_tuning.job", "deleted": True}
+
+
+class ResumeRequest(BaseModel):
+    checkpoint: str = Field(description="id of one of the job's checkpoints (ftckpt-…)")
+
+
+@router.post(
+    "/{job_id}/resume",
+    response_model=JobPublic,
+    summary="Run a failed or cancelled job again from one of its checkpoints",
+)
+def resume_job(session: SessionDep, store: StoreDep, job_id: str, body: ResumeRequest) -> JobPublic:
+    job = service.resume_job(session=session, store=store, job_id=job_id, checkpoint_id=body.checkpoint)
+    commit(session)
+    return JobPublic.of(job)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -112,6 +142,30 @@ def list_metrics(
     points = service.metrics_since(session=session, job_id=job_id, after_id=after_id, limit=limit)
     data = [MetricPoint(id=p.id or 0, key=p.key, step=p.step, epoch=p.epoch, value=p.value) for p in points]
     return MetricList(data=data, last_id=data[-1].id if data else after_id)
+
+
+@router.get(
+    "/{job_id}/series",
+    response_model=SeriesList,
+    summary="Metric series for charts, min/max-downsampled to about max_points per series",
+)
+def metric_series(
+    session: SessionDep,
+    job_id: str,
+    max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
+    keys: Annotated[list[str] | None, Query(description="only these metric keys")] = None,
+) -> SeriesList:
+    service.get_job(session=session, job_id=job_id)
+    last_id, series = job_series(session, job_id, max_points=max_points, keys=keys)
+    return SeriesList(
+        last_id=last_id,
+        series={
+            key: SeriesPublic(
+                steps=s.steps, epochs=s.epochs, values=s.values, total=s.total, downsampled=s.downsampled
+            )
+            for key, s in series.items()
+        },
+    )
 
 
 @router.get("/{job_id}/stream", summary="Live metrics, events and status (server-sent events)")

@@ -209,6 +209,22 @@ class MetricList(BaseModel):
     last_id: int
 
 
+class SeriesPublic(BaseModel):
+    steps: list[int]
+    epochs: list[float | None]
+    values: list[float]
+    total: int = Field(description="points stored; more than shown when downsampled")
+    downsampled: bool
+
+
+class SeriesList(BaseModel):
+    object: Literal["metric_series"] = "metric_series"
+    last_id: int = Field(
+        description="stream from here (cursor '<last_id>-<event id>') to get only newer points"
+    )
+    series: dict[str, SeriesPublic]
+
+
 class CheckPublic(BaseModel):
     level: Literal["error", "warning", "info"]
     code: str

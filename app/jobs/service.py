@@ -2,8 +2,10 @@
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, delete, func, or_, select
 
 from app.basemodels.inspect import UnreadableModel, inspect_model
 from app.basemodels.service import get_model
@@ -12,7 +14,7 @@ from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
-from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Metric
+from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
 from app.storage import LocalArtifactStore
@@ -155,12 +157,15 @@ def get_job(*, session: Session, job_id: str) -> Job:
 
 
 def list_jobs(
-    *, session: Session, after: str | None = None, limit: int = 20, status: JobStatus | None = None
+    *,
+    session: Session,
+    after: str | None = None,
+    limit: int = 20,
+    status: JobStatus | None = None,
+    filters: "JobFilter | None" = None,
 ) -> tuple[list[Job], bool]:
     """Newest first, cursor-paginated: jobs created before job ``after``; and whether more exist."""
-    query = select(Job)
-    if status is not None:
-        query = query.where(Job.status == status)
+    query = select(Job).where(*(filters or JobFilter(status=status)).where())
     if after is not None:
         cursor = get_job(session=session, job_id=after)
         query = query.where(
@@ -170,6 +175,140 @@ def list_jobs(
     query = query.order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
     jobs = list(session.exec(query).all())
     return jobs[:limit], len(jobs) > limit
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the jobs page filters by; empty fields match everything."""
+
+    status: JobStatus | None = None
+    model: str | None = None
+    dataset: str | None = None  # training or validation file id
+    search: str | None = None  # in the id, suffix or fine-tuned model name
+
+    def where(self) -> list[Any]:
+        clauses: list[Any] = []
+        if self.status is not None:
+            clauses.append(col(Job.status) == self.status)
+        if self.model:
+            clauses.append(col(Job.model) == self.model)
+        if self.dataset:
+            clauses.append(
+                or_(col(Job.training_file) == self.dataset, col(Job.validation_file) == self.dataset)
+            )
+        if self.search:
+            pattern = (
+                "%" + self.search.strip().lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
+            )
+            clauses.append(
+                or_(
+                    func.lower(col(Job.id)).like(pattern, escape="\\"),
+                    func.lower(func.coalesce(col(Job.suffix), "")).like(pattern, escape="\\"),
+                    func.lower(func.coalesce(col(Job.fine_tuned_model), "")).like(pattern, escape="\\"),
+                )
+            )
+        return clauses
+
+
+def page_of_jobs(
+    *, session: Session, filters: JobFilter, page: int, per_page: int = 25
+) -> tuple[list[Job], int]:
+    """One page of jobs (newest first) matching ``filters``, and how many match in all."""
+    clauses = filters.where()
+    total = session.exec(select(func.count()).select_from(Job).where(*clauses)).one()
+    query = (
+        select(Job)
+        .where(*clauses)
+        .order_by(col(Job.created_at).desc(), col(Job.id).desc())
+        .offset(max(0, page - 1) * per_page)
+        .limit(per_page)
+    )
+    return list(session.exec(query).all()), int(total)
+
+
+def queue(*, session: Session) -> list[Job]:
+    """Jobs waiting for a worker, in the order workers take them (oldest first): position = index + 1."""
+    waiting = (JobStatus.queued, JobStatus.retrying)
+    query = select(Job).where(col(Job.status).in_(waiting)).order_by(col(Job.created_at), col(Job.id))
+    return list(session.exec(query).all())
+
+
+def active_jobs(*, session: Session) -> list[Job]:
+    query = select(Job).where(col(Job.status).in_((JobStatus.validating_files, JobStatus.running)))
+    return list(session.exec(query.order_by(col(Job.started_at))).all())
+
+
+def recent_results(*, session: Session, limit: int = 10) -> list[Job]:
+    finished = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+    query = (
+        select(Job).where(col(Job.status).in_(finished)).order_by(col(Job.finished_at).desc()).limit(limit)
+    )
+    return list(session.exec(query).all())
+
+
+def final_metrics(*, session: Session, job: Job) -> dict[str, Any]:
+    """What the compare page puts side by side."""
+    best = session.exec(
+        select(func.min(Metric.value)).where(Metric.job_id == job.id, Metric.key == "valid_loss")
+    ).one()
+    duration = (
+        (job.finished_at - job.started_at).total_seconds() if job.finished_at and job.started_at else None
+    )
+    return {
+        "status": job.status.value,
+        "steps": job.step,
+        "epoch": job.epoch,
+        "train_loss": job.train_loss,
+        "valid_loss": job.valid_loss,
+        "best_valid_loss": best,
+        "trained_tokens": job.trained_tokens,
+        "duration_s": duration,
+    }
+
+
+def delete_job(*, session: Session, store: LocalArtifactStore, job_id: str) -> None:
+    """Delete a finished job with its metrics, events, checkpoints, merges and files."""
+    job = get_job(session=session, job_id=job_id)
+    if not job.status.is_terminal:
+        raise JobConflict(f"job {job_id} is {job.status.value}; cancel it before deleting it")
+    for table in (Metric, JobEvent, Checkpoint, Merge):
+        session.exec(delete(table).where(col(table.job_id) == job_id))
+    session.delete(job)
+    after_commit(session, lambda: store.delete(f"jobs/{job_id}"))
+
+
+def resume_job(*, session: Session, store: LocalArtifactStore, job_id: str, checkpoint_id: str) -> Job:
+    """Run a failed or cancelled job again from one of its checkpoints (later ones are dropped)."""
+    job = get_job(session=session, job_id=job_id)
+    if job.status not in (JobStatus.failed, JobStatus.cancelled):
+        raise JobConflict(f"job {job_id} is {job.status.value}; only failed or cancelled jobs can be resumed")
+    checkpoint = get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
+    later = list(
+        session.exec(
+            select(Checkpoint).where(Checkpoint.job_id == job_id, col(Checkpoint.step) > checkpoint.step)
+        )
+    )
+    for newer in later:
+        session.delete(newer)
+    job.status = JobStatus.queued
+    job.error = None
+    job.finished_at = None
+    job.cancel_requested = False
+    job.next_attempt_at = None
+    job.dispatched_at = utcnow()
+    job.attempt = max(job.attempt, 1)  # the next claim is attempt 2+: it resumes from the newest checkpoint
+    job.max_attempts = job.attempt + get_settings().max_attempts
+    session.add(job)
+    add_event(
+        session=session,
+        job_id=job_id,
+        message=f"Resume from the checkpoint at step {checkpoint.step} requested"
+        + (f"; {len(later)} later checkpoint(s) dropped" if later else ""),
+    )
+    for key in [c.artifact_key for c in later]:
+        after_commit(session, partial(store.delete, key))
+    after_commit(session, lambda: dispatch_training_task(job_id))
+    return job
 
 
 def cancel_job(*, session: Session, job_id: str) -> Job:

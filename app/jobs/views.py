@@ -1,9 +1,9 @@
 """HTML pages for jobs: the list, the new-job form, the job page."""
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -17,6 +17,7 @@ from app.models import JobStatus
 from app.presets.schemas import PresetCreate, PresetPublic
 from app.presets.service import PresetConflict, create_preset, get_preset, list_presets, preset_values
 from app.web import templates
+from app.workers import online_workers
 
 # Fields of "what to train" that survive switching presets or saving one.
 KEPT_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed")
@@ -26,23 +27,74 @@ _PRESET_INPUTS = {"name": "preset_name", "description": "preset_description"}
 router = APIRouter(include_in_schema=False)
 
 
+PER_PAGE = 25
+
+
 @router.get("/", response_class=HTMLResponse)
+def overview_page(request: Request, session: SessionDep) -> Response:
+    """Running jobs, the queue with positions, workers online, recent results; refreshed live."""
+    running = service.active_jobs(session=session)
+    waiting = service.queue(session=session)
+    recent = service.recent_results(session=session, limit=10)
+    shown = running + waiting + recent
+    context = {
+        "running": running,
+        "waiting": waiting,
+        "recent": recent,
+        "workers": online_workers(session=session),
+        "progress": service.progress,
+        "filenames": dataset_filenames(session=session, ids={j.training_file for j in shown}),
+    }
+    template = "partials/overview.html" if request.headers.get("HX-Request") else "pages/overview.html"
+    return templates.TemplateResponse(request, template, context)
+
+
 @router.get("/jobs", response_class=HTMLResponse)
 def jobs_page(
-    request: Request, session: SessionDep, after: str | None = None, status: str | None = None
+    request: Request,
+    session: SessionDep,
+    status: str | None = None,
+    model: str | None = None,
+    dataset: str | None = None,
+    q: str | None = None,
+    page: int = 1,
 ) -> Response:
-    wanted = JobStatus(status) if status and status in JobStatus.__members__ else None
-    jobs, has_more = service.list_jobs(session=session, after=after, limit=25, status=wanted)
+    filters = service.JobFilter(
+        status=JobStatus(status) if status and status in JobStatus.__members__ else None,
+        model=model or None,
+        dataset=dataset or None,
+        search=(q or "").strip()[:100] or None,
+    )
+    jobs, total = service.page_of_jobs(session=session, filters=filters, page=max(1, page), per_page=PER_PAGE)
+    pages = max(1, -(-total // PER_PAGE))
+    datasets, _ = list_datasets(session=session, limit=500)
+    query = {
+        k: v
+        for k, v in {
+            "status": filters.status.value if filters.status else "",
+            "model": filters.model or "",
+            "dataset": filters.dataset or "",
+            "q": filters.search or "",
+        }.items()
+        if v
+    }
     context = {
         "jobs": jobs,
-        "has_more": has_more,
-        "status": wanted.value if wanted else "",
+        "total": total,
+        "page": min(max(1, page), pages),
+        "pages": pages,
+        "query": query,
+        "page_url": lambda n: "/jobs?" + urlencode({**query, "page": n}),
+        "filters": filters,
         "statuses": [s.value for s in JobStatus],
+        "models": list_models(session=session),
+        "datasets": datasets,
         "progress": service.progress,
         "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs}),
         "active": any(not j.status.is_terminal for j in jobs),
     }
-    return templates.TemplateResponse(request, "pages/jobs.html", context)
+    template = "partials/jobs/table.html" if request.headers.get("HX-Request") else "pages/jobs.html"
+    return templates.TemplateResponse(request, template, context)
 
 
 def _form_page(
@@ -74,8 +126,9 @@ def new_job_page(
     suffix: str | None = None,
     seed: str | None = None,
     preset: str | None = None,
+    clone: str | None = None,
 ) -> Response:
-    """The new-job form; ``preset`` fills the hyperparameters, the other fields pass through."""
+    """The new-job form; ``preset`` fills the hyperparameters, ``clone`` everything from a job."""
     values: dict[str, Any] = {
         "model": model,
         "training_file": training_file,
@@ -86,6 +139,17 @@ def new_job_page(
     if preset:
         chosen = get_preset(session=session, preset_id=preset)
         values |= {"preset": chosen.id, "hyperparameters": preset_values(chosen)}
+    if clone:  # clone-and-edit: the form filled with that job's choices
+        source = service.get_job(session=session, job_id=clone)
+        values |= {
+            "model": source.model,
+            "training_file": source.training_file,
+            "validation_file": source.validation_file,
+            "suffix": source.suffix,
+            "seed": str(source.seed),
+            "hyperparameters": dict(source.hyperparameters),
+            "cloned_from": source.id,
+        }
     return _form_page(request, session, values, {})
 
 
@@ -186,6 +250,71 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
         "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
+
+
+@router.post("/jobs/{job_id}/delete")
+def delete_job_form(session: SessionDep, store: StoreDep, job_id: str) -> Response:
+    service.delete_job(session=session, store=store, job_id=job_id)
+    commit(session)
+    return RedirectResponse("/jobs", status_code=303)
+
+
+@router.post("/jobs/{job_id}/resume")
+def resume_job_form(
+    session: SessionDep, store: StoreDep, job_id: str, checkpoint: Annotated[str, Form()]
+) -> Response:
+    service.resume_job(session=session, store=store, job_id=job_id, checkpoint_id=checkpoint)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+
+COMPARE_KEYS = ("train_loss", "valid_loss")
+COLORS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#db2777", "#0891b2")
+
+
+@router.get("/compare", response_class=HTMLResponse)
+def compare_page(
+    request: Request, session: SessionDep, ids: Annotated[list[str] | None, Query()] = None
+) -> Response:
+    """2–6 jobs: curves overlaid, the config diff, final metrics side by side."""
+    wanted = list(dict.fromkeys(ids or []))
+    problem = None
+    if wanted and not 2 <= len(wanted) <= 6:
+        problem = f"Pick between 2 and 6 jobs to compare (you picked {len(wanted)})."
+    jobs = []
+    for job_id in wanted[:6]:
+        try:
+            jobs.append(service.get_job(session=session, job_id=job_id))
+        except NotFound:
+            problem = f"There is no job {job_id}."
+    recent, _ = service.list_jobs(session=session, limit=50)
+    context = {
+        "jobs": jobs,
+        "colors": dict(zip([j.id for j in jobs], COLORS, strict=False)),
+        "diff": config_diff(jobs),
+        "finals": {j.id: service.final_metrics(session=session, job=j) for j in jobs},
+        "recent": recent,
+        "chosen": set(wanted),
+        "problem": problem,
+        "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs + recent}),
+    }
+    return templates.TemplateResponse(
+        request, "pages/compare.html", context, status_code=400 if problem else 200
+    )
+
+
+def config_diff(jobs: list[Any]) -> list[tuple[str, list[Any], bool]]:
+    """(setting, value per job, differs?) for the model, data, seed and every hyperparameter."""
+    rows: list[tuple[str, list[Any], bool]] = []
+    names = ["model", "training_file", "validation_file", "seed"]
+    keys = list(dict.fromkeys(k for j in jobs for k in j.hyperparameters))
+    for name in names:
+        values = [getattr(j, name) for j in jobs]
+        rows.append((name, values, len({repr(v) for v in values}) > 1))
+    for key in keys:
+        values = [j.hyperparameters.get(key) for j in jobs]
+        rows.append((key, values, len({repr(v) for v in values}) > 1))
+    return rows
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -4,6 +4,7 @@ from app.models.base_model import BaseModelRecord
 from app.models.dataset import DatasetFile
 from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
 from app.models.preset import Preset
+from app.models.worker import WorkerRecord
 
 __all__ = [
     "BaseModelRecord",
@@ -15,4 +16,5 @@ __all__ = [
     "Merge",
     "Metric",
     "Preset",
+    "WorkerRecord",
 ]

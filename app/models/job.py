@@ -94,7 +94,10 @@ class Metric(SQLModel, table=True):
     """One metric value at one step: an append-only series per (job, key), like mlflow's."""
 
     __tablename__ = "metrics"
-    __table_args__ = (sa.Index("ix_metrics_job_id_id", "job_id", "id"),)
+    __table_args__ = (
+        sa.Index("ix_metrics_job_id_id", "job_id", "id"),
+        sa.Index("ix_metrics_job_id_key_step", "job_id", "key", "step"),
+    )
 
     id: int | None = Field(
         default=None, primary_key=True, sa_type=sa.BigInteger().with_variant(sa.Integer, "sqlite")

@@ -1,52 +1,35 @@
-// Live job page: one EventSource brings metric points, events and status; the browser
-// resends Last-Event-ID on reconnect, so the chart gets every point once.
+// Live job page: the series so far come from /series (downsampled to ~2000 points each for long
+// jobs); then one EventSource brings newer metric points, events and status, appended to the
+// charts. The browser resends Last-Event-ID on reconnect, so the charts get every point once.
 (function () {
   "use strict";
   const root = document.getElementById("job");
   if (!root) return;
   const jobId = root.dataset.jobId;
-  const steps = new Map(); // step -> {train, valid}
-  const seenPoints = new Set();
   const chartEl = document.getElementById("chart");
-  let plot = null;
+  let loadedPoints = 0;
   let source = null;
-
-  function chartData() {
-    const xs = Array.from(steps.keys()).sort((a, b) => a - b);
-    return [xs, xs.map((s) => steps.get(s).train ?? null), xs.map((s) => steps.get(s).valid ?? null)];
-  }
-
-  function makePlot() {
-    const opts = {
-      width: Math.max(320, chartEl.clientWidth - 8),
-      height: 320,
-      scales: { x: { time: false } },
-      axes: [{ label: "step", incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000] }, { label: "loss" }],
-      series: [
-        { label: "step" },
-        { label: "train loss", stroke: "#2563eb", width: 2, spanGaps: true, points: { show: false } },
-        { label: "validation loss", stroke: "#ea580c", width: 2, spanGaps: true, points: { show: true, size: 6 } },
-      ],
-    };
-    plot = new uPlot(opts, chartData(), chartEl);
-    window.addEventListener("resize", () => plot.setSize({ width: Math.max(320, chartEl.clientWidth - 8), height: 320 }));
-  }
+  const { MetricStore, ChartBoard } = window.tunedeckCharts;
+  const store = new MetricStore();
+  const line = (key, label, color, extra) => Object.assign({ key, label, color, store }, extra || {});
+  const board = new ChartBoard([
+    { el: "chart", height: 320, yLabel: "loss", lines: [
+      line("train_loss", "train loss", "#2563eb", { smooth: true }),
+      line("valid_loss", "validation loss", "#ea580c", { points: true }),
+    ] },
+    { el: "chart-accuracy", yLabel: "accuracy", lines: [line("valid_accuracy", "validation accuracy", "#16a34a", { points: true })] },
+    { el: "chart-lr", yLabel: "learning rate", lines: [line("learning_rate", "learning rate", "#7c3aed")] },
+    { el: "chart-grad", yLabel: "grad norm", lines: [line("grad_norm", "grad norm", "#db2777", { smooth: true })] },
+    { el: "chart-tps", yLabel: "tokens/s", lines: [line("tokens_per_second", "tokens/s", "#0891b2", { smooth: true })] },
+    { el: "chart-memory", yLabel: "GiB", lines: [line("memory_gib", "peak memory (GiB)", "#4b5563")] },
+  ]);
+  board.onDraw = () => { chartEl.dataset.points = String(store.seen.size + loadedPoints); };
+  board.bindToolbar(document.getElementById("chart-toolbar"));
 
   function addPoints(points) {
     let changed = false;
-    for (const p of points) {
-      if (seenPoints.has(p.id)) continue; // never plot a point twice
-      seenPoints.add(p.id);
-      if (p.k !== "train_loss" && p.k !== "valid_loss") continue;
-      const row = steps.get(p.s) || {};
-      row[p.k === "train_loss" ? "train" : "valid"] = p.v;
-      steps.set(p.s, row);
-      changed = true;
-    }
-    if (!changed) return;
-    if (!plot) makePlot();
-    else plot.setData(chartData());
-    chartEl.dataset.points = String(seenPoints.size);
+    for (const p of points) changed = store.add(p) || changed; // never plot a point twice
+    if (changed) board.redraw();
   }
 
   function addEvents(events) {
@@ -109,6 +92,7 @@
     document.getElementById("stat-tokens").textContent = job.trained_tokens ? job.trained_tokens.toLocaleString() : "—";
     const terminal = ["succeeded", "failed", "cancelled"].includes(job.status);
     document.getElementById("cancel-form").hidden = terminal;
+    document.getElementById("delete").hidden = !terminal;
     if (job.cancel_requested) {
       const button = document.querySelector("#cancel-form button");
       button.disabled = true;
@@ -120,8 +104,8 @@
     if (job.error) error.querySelector("[data-error]").textContent = job.error.message;
   }
 
-  function connect() {
-    source = new EventSource(`/api/v1/fine_tuning/jobs/${jobId}/stream`);
+  function connect(cursor) {
+    source = new EventSource(`/api/v1/fine_tuning/jobs/${jobId}/stream?cursor=${cursor}`);
     source.addEventListener("metrics", (m) => addPoints(JSON.parse(m.data)));
     source.addEventListener("events", (m) => addEvents(JSON.parse(m.data)));
     source.addEventListener("status", (m) => setStatus(JSON.parse(m.data)));
@@ -134,5 +118,21 @@
     });
   }
 
-  connect();
+  // The series so far (downsampled by the server for long jobs), then live points after them.
+  async function start() {
+    const eventCursor = root.dataset.lastEvent || "0";
+    try {
+      const response = await fetch(`/api/v1/fine_tuning/jobs/${jobId}/series?max_points=2000`);
+      const body = await response.json();
+      store.load(body.series);
+      loadedPoints = Object.values(body.series).reduce((n, s) => n + s.steps.length, 0);
+      board.draw();
+      connect(`${body.last_id}-${eventCursor}`);
+    } catch (error) {
+      console.warn("could not load the series; streaming everything", error);
+      connect(`0-${eventCursor}`);
+    }
+  }
+
+  start();
 })();

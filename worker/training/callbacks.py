@@ -3,6 +3,7 @@ atomic and pruned, stops early when asked, and honours cancellation at the next 
 
 import math
 import os
+import resource
 import time
 from typing import Any
 
@@ -40,6 +41,7 @@ class ReportingCallback(TrainerCallback):
         self._last_log = (0, time.monotonic())
         self.oom_at_step = fault("oom_at_step")
         self._evaluating_at: int | None = None
+        self._last_tokens: float | None = None
 
     @property
     def checkpoints_key(self) -> str:
@@ -49,6 +51,7 @@ class ReportingCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         self._last_log = (state.global_step, time.monotonic())
+        self._last_tokens = float(state.num_input_tokens_seen or 0) or None
         self.reporter.step(state.global_step, state.max_steps, state.epoch)
         self.reporter.event(
             f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epoch(s)"
@@ -108,7 +111,12 @@ class ReportingCallback(TrainerCallback):
             now = time.monotonic()
             if state.global_step > last_step:
                 values[metric_names.STEP_TIME] = (now - last_time) / (state.global_step - last_step)
+                tokens = values.get(metric_names.TOKENS_SEEN)
+                if tokens is not None and self._last_tokens is not None and now > last_time:
+                    values[metric_names.TOKENS_PER_SECOND] = (tokens - self._last_tokens) / (now - last_time)
             self._last_log = (state.global_step, now)
+            self._last_tokens = values.get(metric_names.TOKENS_SEEN, self._last_tokens)
+            values[metric_names.MEMORY_GIB] = _peak_memory_gib()
         if state.epoch is not None:
             values[metric_names.EPOCH] = float(state.epoch)
         self.reporter.metrics(state.global_step, state.epoch, values)
@@ -162,6 +170,13 @@ class ReportingCallback(TrainerCallback):
     def _stop(control: TrainerControl) -> None:
         control.should_training_stop = True
         control.should_save = control.should_evaluate = False
+
+
+def _peak_memory_gib() -> float:
+    """Peak device memory on CUDA; on the CPU, the process's peak resident memory."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def _finite(value: Any) -> bool:

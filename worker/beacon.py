@@ -1,0 +1,55 @@
+"""A background thread that tells the database this worker is alive and what it trains on."""
+
+import logging
+import os
+import threading
+
+import torch
+
+from app.config import get_settings
+from app.workers import BEAT_SECONDS, announce, sign_off
+
+log = logging.getLogger(__name__)
+
+
+def describe_device() -> tuple[str, int, float | None]:
+    """(device name, count, memory per device in GiB): the GPUs, or the CPU and its RAM."""
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        props = torch.cuda.get_device_properties(0)
+        return props.name, count, props.total_memory / 2**30
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"cpu ({os.cpu_count()} cores)", 1, ram
+
+
+class Beacon:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-beacon", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            sign_off(self.name)
+        except Exception:
+            log.exception("could not sign off worker %s", self.name)
+
+    def _run(self) -> None:
+        device, count, memory = describe_device()
+        while True:
+            try:
+                announce(
+                    self.name,
+                    queue=get_settings().queue,
+                    device=device,
+                    device_count=count,
+                    device_memory_gib=memory,
+                )
+            except Exception:  # a busy or unreachable database: try again next beat
+                log.exception("worker %s: could not announce itself", self.name)
+            if self._stop.wait(BEAT_SECONDS):
+                return
