@@ -61,11 +61,13 @@
     return [sorted, ...maps.map((m) => sorted.map((x) => (m.has(x) ? m.get(x) : null)))];
   }
 
-  function tick(v) {
+  // Axis labels with as many decimals as the tick spacing needs (10.785, 10.790, … not 10.79 ×3).
+  function tick(v, spacing) {
     if (v === null || v === undefined) return "";
     const a = Math.abs(v);
-    if (a !== 0 && (a < 0.01 || a >= 1e5)) return v.toExponential(1);
-    return String(Number(v.toPrecision(4)));
+    if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(1);
+    const decimals = spacing > 0 ? Math.max(0, Math.min(8, -Math.floor(Math.log10(spacing)))) : 2;
+    return v.toFixed(decimals);
   }
 
   function fade(color) { return color + "55"; }
@@ -117,7 +119,7 @@
           scales: { x: { time: false } },
           cursor: { sync: { key: this.options.syncKey || "metrics" }, drag: { x: true, y: false } },
           legend: { live: true },
-          axes: [{ label: this.options.axis }, { label: this.spec.yLabel || "", size: 64, values: (u, vals) => vals.map(tick) }],
+          axes: [{ label: this.options.axis }, { label: this.spec.yLabel || "", size: 64, values: (u, vals) => vals.map((v) => tick(v, vals.length > 1 ? Math.abs(vals[1] - vals[0]) : 0)) }],
           series: this.series(lines),
         }, data, el);
       }

@@ -7,7 +7,8 @@
   const colors = ["#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#db2777", "#0891b2"];
   const { MetricStore, ChartBoard } = window.tunedeckCharts;
   const stores = ids.map(() => new MetricStore());
-  const label = (id) => id.slice(-8);
+  const labels = (root.dataset.labels || "").split(",");
+  const label = (id) => labels[ids.indexOf(id)] || id.slice(-8);
   const board = new ChartBoard([
     { el: "compare-train", height: 300, yLabel: "train loss",
       lines: ids.map((id, i) => ({ key: "train_loss", label: label(id), color: colors[i], smooth: true, store: stores[i] })) },

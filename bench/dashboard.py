@@ -1,0 +1,470 @@
+"""Dashboard responsiveness, measured in one run against a real `tunedeck web` process:
+
+1. the job page and what its script loads, for a job with 100k points per series (and 1k, to show
+   how it scales): the HTML page, the min/max-downsampled /series the charts load, and, for
+   contrast, /metrics?limit=100000 (raw points, not downsampled);
+2. the delay from a metric point written by the worker (the real JobReporter, in its own process)
+   to the SSE event reaching a browser-like client, with 1 and with 100 concurrent watchers, and
+   the web process's CPU share while it serves them.
+
+    .venv/bin/python bench/dashboard.py                        # SQLite in a temp data dir (~2 min)
+    .venv/bin/python bench/dashboard.py --database-url postgresql://root@127.0.0.1:5432/test
+    .venv/bin/python bench/dashboard.py --points 20000 --seconds 10 --watchers 1,20
+
+On Postgres the bench creates a fresh database next to the one named in the URL and drops it.
+Nothing is asserted: the numbers are printed side by side.
+"""
+
+import argparse
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
+KEYS = ("train_loss", "learning_rate", "grad_norm", "tokens_per_second", "memory_gib")
+INSERT_BATCH = 20_000
+STREAM_KEY = "train_loss"
+
+
+def pct(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+def fmt_ms(seconds: float) -> str:
+    return f"{seconds * 1000:8.1f}"
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 1024:8.0f} KiB" if n < 2**20 else f"{n / 2**20:8.1f} MiB"
+
+
+# ---------------------------------------------------------------------------------------------
+# the database and the web process
+
+
+@contextmanager
+def fresh_postgres(url: str) -> Iterator[str]:
+    """A new, empty database on the server of ``url``, dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"tunedeck_bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(
+        url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+class Web:
+    """`tunedeck web` on its own port; the process id is uvicorn's (the CLI exec()s it)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        from tests.e2e.support import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(
+            [TUNEDECK, "web", "--data-dir", env["TUNEDECK_DATA_DIR"], "--port", str(self.port)],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                sys.exit(f"tunedeck web exited:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"tunedeck web did not start:\n{self.log()}")
+
+    def cpu_seconds(self) -> float:
+        """utime + stime of the web process so far."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def make_job(*, status: str, step: int = 0, attempt: int = 0) -> str:
+    """A job row inserted directly (no base model or dataset needed for the pages measured)."""
+    from app.db import session_scope
+    from app.ids import new_id
+    from app.models import Job, JobStatus
+    from app.timeutil import utcnow
+
+    job_id = new_id("ftjob")
+    with session_scope() as session:
+        session.add(
+            Job(
+                id=job_id,
+                model="smollm2-135m-instruct",
+                training_file="file-bench",
+                hyperparameters={"r": 8, "lora_alpha": 8, "learning_rate": 2e-4},
+                status=JobStatus(status),
+                started_at=utcnow(),
+                attempt=attempt,
+                step=step,
+                total_steps=step or None,
+                epoch=1.0 if step else None,
+                train_loss=0.9 if step else None,
+            )
+        )
+    return job_id
+
+
+def fill_metrics(job_id: str, points: int) -> int:
+    """``points`` per series of KEYS (step-major, as the worker writes them), valid_loss every 100
+    steps; returns the rows inserted."""
+    from sqlmodel import insert
+
+    from app.db import session_scope
+    from app.models import Metric
+    from app.timeutil import utcnow
+
+    rng = random.Random(points)
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    total = 0
+
+    def flush() -> None:
+        nonlocal rows, total
+        with session_scope() as session:
+            session.exec(insert(Metric), params=rows)  # type: ignore[call-overload]
+        total += len(rows)
+        rows = []
+
+    for step in range(1, points + 1):
+        epoch = 3 * step / points
+        loss = 2.5 * math.exp(-3 * step / points) + 0.4 + rng.gauss(0, 0.05)
+        values = {
+            "train_loss": loss,
+            "learning_rate": 2e-4 * min(1.0, step / (0.05 * points)) * (1 - step / (points + 1)),
+            "grad_norm": abs(rng.gauss(1.0, 0.3)) + (5.0 if rng.random() < 0.001 else 0.0),
+            "tokens_per_second": rng.gauss(1500, 40),
+            "memory_gib": 6.2 + rng.random() * 0.1,
+        }
+        if step % 100 == 0:
+            values["valid_loss"] = loss + 0.05
+        for key, value in values.items():
+            row = {"job_id": job_id, "key": key, "step": step, "epoch": epoch, "value": value}
+            rows.append(row | {"created_at": now})
+        if len(rows) >= INSERT_BATCH:
+            flush()
+    if rows:
+        flush()
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. the job page with many points
+
+
+def time_get(client: httpx.Client, path: str, requests: int) -> tuple[list[float], httpx.Response]:
+    response = client.get(path)  # warm-up (and the response we describe)
+    response.raise_for_status()
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        client.get(path).raise_for_status()
+        times.append(time.perf_counter() - start)
+    return times, response
+
+
+def bench_pages(web: Web, jobs: dict[int, str], requests: int, heavy_requests: int) -> None:
+    print(f"{'points/series':>13}  {'request':<44} {'p50 ms':>8} {'p95 ms':>8}  {'size':>12}  returned")
+    with httpx.Client(base_url=web.url, timeout=300) as client:
+        for points, job_id in jobs.items():
+            base = f"/api/v1/fine_tuning/jobs/{job_id}"
+            checks = [
+                ("GET /jobs/{id} (HTML page)", f"/jobs/{job_id}", requests),
+                ("GET .../series?max_points=2000", f"{base}/series?max_points=2000", requests),
+                ("GET .../metrics?limit=100000 (raw)", f"{base}/metrics?limit=100000", heavy_requests),
+            ]
+            for label, path, n in checks:
+                times, response = time_get(client, path, n)
+                if "/series" in path:
+                    body = response.json()["series"]
+                    per = {k: len(s["steps"]) for k, s in body.items()}
+                    stored = sum(s["total"] for s in body.values())
+                    returned = f"{sum(per.values()):,} of {stored:,} points; per series: " + ", ".join(
+                        f"{k} {n:,}" for k, n in sorted(per.items())
+                    )
+                elif "/metrics" in path:
+                    returned = f"{len(response.json()['data']):,} points (one page)"
+                else:
+                    returned = "HTML"
+                print(
+                    f"{points:>13,}  {label:<44} {fmt_ms(pct(times, 50))} {fmt_ms(pct(times, 95))}  "
+                    f"{fmt_bytes(len(response.content)):>12}  {returned}  [n={n}]",
+                    flush=True,
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. from JobReporter.metrics() to a browser-like SSE client
+
+
+def run_writer(job_id: str, seconds: float, interval: float, out: Path) -> None:
+    """In its own process: the real JobReporter writes one point every ``interval`` seconds,
+    then the final status; the wall-clock time of each metrics() call goes to ``out``."""
+    from app.models import JobStatus
+    from worker.training.reporting import JobReporter
+
+    steps = int(seconds / interval)
+    written: dict[int, float] = {}
+    start = time.time()
+    with JobReporter(job_id, fence=1) as reporter:
+        for step in range(1, steps + 1):
+            time.sleep(max(0.0, start + step * interval - time.time()))
+            written[step] = time.time()
+            reporter.metrics(step, step / steps, {STREAM_KEY: 2.0 / math.sqrt(step)})
+            reporter.step(step, steps, step / steps)
+        reporter.set_status(JobStatus.succeeded)
+    out.write_text(json.dumps(written))
+
+
+class Watcher(threading.Thread):
+    """One browser tab: follows the stream from the start, records when each point arrives."""
+
+    def __init__(self, url: str, connected: threading.Semaphore) -> None:
+        super().__init__(daemon=True)
+        self.url = url
+        self.connected = connected
+        self.received: list[tuple[int, int, float]] = []  # (metric id, step, receive time)
+        self.error: str | None = None
+        self.ended = False
+
+    def run(self) -> None:
+        from tests.e2e.support import sse_messages
+
+        first = True
+        try:
+            for message in sse_messages(self.url, read_timeout=60):
+                now = time.time()
+                if first:
+                    self.connected.release()
+                    first = False
+                if message.event == "metrics":
+                    self.received += [(p["id"], p["s"], now) for p in message.data if p["k"] == STREAM_KEY]
+                elif message.event == "end":
+                    self.ended = True
+                    return
+        except Exception as exc:  # reported with the counts
+            self.error = f"{type(exc).__name__}: {exc}"
+            if first:
+                self.connected.release()
+
+
+def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, seconds: float) -> dict[str, Any]:
+    from sqlmodel import col, select
+
+    from app.db import read_session
+    from app.models import Metric
+
+    job_id = make_job(status="running", attempt=1)
+    url = f"{web.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
+    connected = threading.Semaphore(0)
+    threads = [Watcher(url, connected) for _ in range(watchers)]
+    for thread in threads:
+        thread.start()
+    for _ in threads:  # every watcher has its first status message before the first point
+        if not connected.acquire(timeout=60):
+            sys.exit(f"watchers did not connect:\n{web.log()}")
+    out = tmp / f"written-{job_id}.json"
+    cpu_before, wall_before = web.cpu_seconds(), time.monotonic()
+    writer = subprocess.run(
+        [sys.executable, __file__, "--writer", job_id, "--seconds", str(seconds), "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if writer.returncode != 0:
+        sys.exit(f"the writer failed:\n{writer.stderr[-3000:]}")
+    for thread in threads:
+        thread.join(timeout=30)
+    cpu = (web.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
+    written = {int(step): t for step, t in json.loads(out.read_text()).items()}
+    with read_session() as session:
+        query = select(Metric.id, Metric.created_at).where(Metric.job_id == job_id, Metric.key == STREAM_KEY)
+        committed = {int(i): c.timestamp() for i, c in session.exec(query.order_by(col(Metric.id))).all()}
+    delays, flush_part, stream_part, complete = [], [], [], 0
+    problems = []
+    for n, thread in enumerate(threads):
+        ids = [i for i, _, _ in thread.received]
+        steps = sorted(s for _, s, _ in thread.received)
+        if steps == sorted(written) and len(set(ids)) == len(ids):
+            complete += 1
+        elif len(problems) < 5:
+            ended = ", ended" if thread.ended else ", no end event"
+            error = f", {thread.error}" if thread.error else ""
+            problems.append(
+                f"watcher {n}: {len(ids)} points, {len(set(steps))} distinct steps of {len(written)}"
+                f"{ended}{error}"
+            )
+        for metric_id, step, received in thread.received:
+            delays.append(received - written[step])
+            flush_part.append(committed[metric_id] - written[step])
+            stream_part.append(received - committed[metric_id])
+    return {
+        "watchers": watchers,
+        "points": len(written),
+        "complete": complete,
+        "problems": problems,
+        "delays": delays,
+        "flush": flush_part,
+        "stream": stream_part,
+        "cpu": cpu,
+    }
+
+
+def print_stream(results: list[dict[str, Any]], seconds: float, poll: float) -> None:
+    print(
+        f"delay from JobReporter.metrics() to the SSE client, 10 points/s for {seconds:g} s "
+        f"(reporter flushes every 0.2 s, stream polls every {poll:g} s)"
+    )
+    print(
+        f"{'watchers':>8}  {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}   "
+        f"{'write->commit p50/p95 ms':>25}   {'commit->client p50/p95 ms':>26}   {'web CPU':>8}  received"
+    )
+    for r in results:
+        d, f, s = r["delays"], r["flush"], r["stream"]
+        if not d:
+            print(f"{r['watchers']:>8}  no point received: {r['problems']}")
+            continue
+        if r["complete"] == r["watchers"]:
+            received = f"all {r['points']} points, no duplicate, in each of {r['watchers']} watcher(s)"
+        else:
+            received = f"{r['complete']}/{r['watchers']} watchers complete; " + "; ".join(r["problems"])
+        print(
+            f"{r['watchers']:>8}  {fmt_ms(pct(d, 50))} {fmt_ms(pct(d, 95))} {fmt_ms(max(d))}   "
+            f"{pct(f, 50) * 1000:>12.0f} / {pct(f, 95) * 1000:<10.0f}   "
+            f"{pct(s, 50) * 1000:>13.0f} / {pct(s, 95) * 1000:<10.0f}   "
+            f"{100 * r['cpu']:>7.0f}%  {received}",
+            flush=True,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--points", type=int, default=100_000, help="points per series of the large job")
+    parser.add_argument("--small-points", type=int, default=1_000, help="points per series of the small job")
+    parser.add_argument("--requests", type=int, default=20, help="timed requests per page (after a warm-up)")
+    parser.add_argument(
+        "--heavy-requests", type=int, default=5, help="timed requests of the raw /metrics (seconds each)"
+    )
+    parser.add_argument("--seconds", type=float, default=20, help="how long the writer writes, per run")
+    parser.add_argument("--watchers", default="1,100", help="concurrent SSE clients, one run each")
+    parser.add_argument("--database-url", default=None, help="a Postgres server URL (default: SQLite)")
+    parser.add_argument("--writer", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.writer:
+        run_writer(args.writer, args.seconds, 0.1, Path(args.out))
+        return
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
+    try:
+        if args.database_url:
+            with fresh_postgres(args.database_url) as url:
+                run(args, tmp, url)
+        else:
+            run(args, tmp, None)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path, database_url: str | None) -> None:
+    from app.config import get_settings
+    from app.db import get_engine, migrate
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["TUNEDECK_DATA_DIR"] = str(tmp / "data")
+    (tmp / "data").mkdir()
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    os.environ.clear()
+    os.environ.update(env)
+    get_settings.cache_clear()
+    settings = get_settings()
+    migrate()
+    print(
+        f"database: {get_engine().dialect.name} ({get_engine().url.render_as_string(hide_password=True)}), "
+        f"{os.cpu_count()} CPUs; web: one `tunedeck web` (uvicorn) process"
+    )
+
+    jobs = {}
+    for points in (args.small_points, args.points):
+        start = time.perf_counter()
+        job_id = make_job(status="succeeded", step=points)
+        rows = fill_metrics(job_id, points)
+        jobs[points] = job_id
+        print(
+            f"job with {points:,} points per series: {rows:,} metric rows inserted "
+            f"in {time.perf_counter() - start:.1f} s"
+        )
+    print()
+
+    web = Web(env, tmp / "web.log")
+    try:
+        bench_pages(web, jobs, args.requests, args.heavy_requests)
+        print()
+        results = [
+            bench_stream(web, env, tmp, int(n), args.seconds) for n in args.watchers.split(",") if n.strip()
+        ]
+        print_stream(results, args.seconds, settings.sse_poll_seconds)
+    finally:
+        web.stop()
+
+
+if __name__ == "__main__":
+    main()
