@@ -405,6 +405,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="how long the writer writes, per run")
     parser.add_argument("--watchers", default="1,100", help="concurrent SSE clients, one run each")
     parser.add_argument("--database-url", default=None, help="a Postgres server URL (default: SQLite)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (data, web.log) afterwards")
     parser.add_argument("--writer", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -420,7 +421,10 @@ def main() -> None:
         else:
             run(args, tmp, None)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            print(f"\nkept {tmp} (web.log: the web process's log)")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def run(args: argparse.Namespace, tmp: Path, database_url: str | None) -> None:
