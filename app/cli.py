@@ -149,6 +149,24 @@ def _web_command(host: str, port: int) -> list[str]:
     ]
 
 
+def _serve_command(host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "worker.serving.app:app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+    ]
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    os.execv(sys.executable, _serve_command(args.host, args.port))
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     name = args.name or f"tunedeck-{os.getpid()}@{socket.gethostname()}"
     os.execv(sys.executable, _worker_command(name))
@@ -168,9 +186,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     migrate()
     bootstrap()
     worker_name = f"tunedeck-{os.getpid()}@{socket.gethostname()}"
+    serve_port = args.serve_port or args.port + 1
+    env = dict(os.environ)
+    if "TUNEDECK_MODEL_SERVER_URL" not in env:  # the web app's /v1 and playground go to our server
+        env["TUNEDECK_MODEL_SERVER_URL"] = f"http://{args.host}:{serve_port}"
     procs = {
-        "web": subprocess.Popen(_web_command(args.host, args.port)),
+        "web": subprocess.Popen(_web_command(args.host, args.port), env=env),
         "worker": subprocess.Popen(_worker_command(worker_name)),
+        "model server": subprocess.Popen(_serve_command(args.host, serve_port)),
     }
     stopping = False
 
@@ -240,10 +263,15 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return command
 
-    run = add("run", "start the web app and one worker (migrates and bootstraps first)")
+    run = add("run", "start the web app, one worker and the model server (migrates and bootstraps first)")
     run.add_argument("--host", default="127.0.0.1")
     run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--serve-port", type=int, default=None, help="model server port (default: --port + 1)")
     run.set_defaults(func=cmd_run)
+    serve = add("serve", "start only the model server (OpenAI-compatible /v1)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8001)
+    serve.set_defaults(func=cmd_serve)
     web = add("web", "start only the web app")
     web.add_argument("--host", default="127.0.0.1")
     web.add_argument("--port", type=int, default=8000)

@@ -55,6 +55,16 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Extra kombu Redis transport options as JSON, e.g. '{\"unacked_restore_throttle\": 1}'",
     )
+    model_server_url: str = Field(
+        "http://127.0.0.1:8001",
+        description="Where /v1 and the playground send chat requests: tunedeck's model server, or any "
+        "OpenAI-compatible server (e.g. vLLM started with --enable-lora)",
+    )
+    model_server_api_key: str | None = Field(
+        None, description="Bearer token for an external OpenAI-compatible server (never logged)"
+    )
+    serve_max_adapters: int = Field(8, ge=1, le=256, description="Adapters kept loaded per base model (LRU)")
+    serve_max_merged: int = Field(2, ge=1, le=16, description="Merged models kept loaded (LRU)")
     fault_injection: str | None = Field(
         None, description="For fault tests only, e.g. 'oom_at_step=2,step_delay=0.1' (see app/faults.py)"
     )

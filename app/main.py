@@ -12,6 +12,7 @@ from app.jobs import api as jobs_api
 from app.jobs import views as jobs_views
 from app.paths import resource_dir
 from app.presets import api as presets_api
+from app.serving import proxy as serving_proxy
 
 
 def create_app() -> FastAPI:
@@ -21,7 +22,16 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
     )
-    for module in (files_api, jobs_api, models_api, presets_api, jobs_views, datasets_views, models_views):
+    for module in (
+        files_api,
+        jobs_api,
+        models_api,
+        presets_api,
+        serving_proxy,
+        jobs_views,
+        datasets_views,
+        models_views,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)

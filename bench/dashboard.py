@@ -7,7 +7,7 @@
    to the SSE event reaching a browser-like client, with 1 and with 100 concurrent watchers, and
    the web process's CPU share while it serves them.
 
-    .venv/bin/python bench/dashboard.py                        # SQLite in a temp data dir (~2 min)
+    .venv/bin/python bench/dashboard.py                        # SQLite in a temp data dir (~3 min)
     .venv/bin/python bench/dashboard.py --database-url postgresql://root@127.0.0.1:5432/test
     .venv/bin/python bench/dashboard.py --points 20000 --seconds 10 --watchers 1,20
 
@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -39,7 +41,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
-KEYS = ("train_loss", "learning_rate", "grad_norm", "tokens_per_second", "memory_gib")
 INSERT_BATCH = 20_000
 STREAM_KEY = "train_loss"
 
@@ -157,7 +158,7 @@ def make_job(*, status: str, step: int = 0, attempt: int = 0) -> str:
 
 
 def fill_metrics(job_id: str, points: int) -> int:
-    """``points`` per series of KEYS (step-major, as the worker writes them), valid_loss every 100
+    """``points`` per series of five metrics (step-major, as the worker writes them), valid_loss every 100
     steps; returns the rows inserted."""
     from sqlmodel import insert
 
@@ -283,7 +284,9 @@ class Watcher(threading.Thread):
 
         first = True
         try:
-            for message in sse_messages(self.url, read_timeout=60):
+            # while the job runs a status message comes every poll; a quiet stream sends a
+            # keepalive every 15 s: 20 s without a byte means the stream is stuck
+            for message in sse_messages(self.url, read_timeout=20):
                 now = time.time()
                 if first:
                     self.connected.release()
@@ -293,10 +296,19 @@ class Watcher(threading.Thread):
                 elif message.event == "end":
                     self.ended = True
                     return
-        except Exception as exc:  # reported with the counts
-            self.error = f"{type(exc).__name__}: {exc}"
-            if first:
-                self.connected.release()
+        except httpx.HTTPStatusError as exc:
+            self.error = f"HTTP {exc.response.status_code}"
+        except httpx.RemoteProtocolError:
+            self.error = "the server broke the stream off"
+        except httpx.TimeoutException:
+            self.error = "no byte for 20 s (read timeout)"
+        except Exception as exc:
+            self.error = type(exc).__name__
+        if first:
+            self.connected.release()
+
+
+ERROR_LINE = re.compile(r"^[\w.]+(Error|Exception)\b.*")
 
 
 def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, seconds: float) -> dict[str, Any]:
@@ -307,13 +319,14 @@ def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, second
 
     job_id = make_job(status="running", attempt=1)
     url = f"{web.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
+    log_offset = web.log_path.stat().st_size
     connected = threading.Semaphore(0)
     threads = [Watcher(url, connected) for _ in range(watchers)]
     for thread in threads:
         thread.start()
-    for _ in threads:  # every watcher has its first status message before the first point
-        if not connected.acquire(timeout=60):
-            sys.exit(f"watchers did not connect:\n{web.log()}")
+    # every watcher has its first status message (or gave up) before the first point, or 10 s passed
+    deadline = time.monotonic() + 10
+    in_time = sum(connected.acquire(timeout=max(0.0, deadline - time.monotonic())) for _ in threads)
     out = tmp / f"written-{job_id}.json"
     cpu_before, wall_before = web.cpu_seconds(), time.monotonic()
     writer = subprocess.run(
@@ -325,36 +338,38 @@ def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, second
     )
     if writer.returncode != 0:
         sys.exit(f"the writer failed:\n{writer.stderr[-3000:]}")
+    deadline = time.monotonic() + 25
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
     cpu = (web.cpu_seconds() - cpu_before) / (time.monotonic() - wall_before)
     written = {int(step): t for step, t in json.loads(out.read_text()).items()}
     with read_session() as session:
         query = select(Metric.id, Metric.created_at).where(Metric.job_id == job_id, Metric.key == STREAM_KEY)
         committed = {int(i): c.timestamp() for i, c in session.exec(query.order_by(col(Metric.id))).all()}
     delays, flush_part, stream_part, complete = [], [], [], 0
-    problems = []
-    for n, thread in enumerate(threads):
+    problems: Counter[str] = Counter()
+    for thread in threads:
         ids = [i for i, _, _ in thread.received]
         steps = sorted(s for _, s, _ in thread.received)
         if steps == sorted(written) and len(set(ids)) == len(ids):
             complete += 1
-        elif len(problems) < 5:
-            ended = ", ended" if thread.ended else ", no end event"
-            error = f", {thread.error}" if thread.error else ""
-            problems.append(
-                f"watcher {n}: {len(ids)} points, {len(set(steps))} distinct steps of {len(written)}"
-                f"{ended}{error}"
-            )
+        else:
+            got = f"{len(ids)} points ({len(set(steps))} distinct)"
+            problems[f"{got}, {thread.error or ('ended' if thread.ended else 'still open')}"] += 1
         for metric_id, step, received in thread.received:
             delays.append(received - written[step])
             flush_part.append(committed[metric_id] - written[step])
             stream_part.append(received - committed[metric_id])
+    with open(web.log_path, errors="replace") as log:
+        log.seek(log_offset)
+        errors = Counter(m.group(0)[:110] for m in map(ERROR_LINE.match, log) if m)
     return {
         "watchers": watchers,
+        "in_time": in_time,
         "points": len(written),
         "complete": complete,
         "problems": problems,
+        "errors": errors,
         "delays": delays,
         "flush": flush_part,
         "stream": stream_part,
@@ -371,15 +386,27 @@ def print_stream(results: list[dict[str, Any]], seconds: float, poll: float) -> 
         f"{'watchers':>8}  {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}   "
         f"{'write->commit p50/p95 ms':>25}   {'commit->client p50/p95 ms':>26}   {'web CPU':>8}  received"
     )
+    notes = []
     for r in results:
         d, f, s = r["delays"], r["flush"], r["stream"]
-        if not d:
-            print(f"{r['watchers']:>8}  no point received: {r['problems']}")
-            continue
         if r["complete"] == r["watchers"]:
             received = f"all {r['points']} points, no duplicate, in each of {r['watchers']} watcher(s)"
         else:
-            received = f"{r['complete']}/{r['watchers']} watchers complete; " + "; ".join(r["problems"])
+            received = (
+                f"only {r['complete']}/{r['watchers']} watchers got all {r['points']} points exactly once"
+            )
+            notes.append(
+                f"{r['watchers']} watchers: {r['in_time']} had their first message within 10 s; the others: "
+                + "; ".join(f"{n} × {what}" for what, n in r["problems"].most_common())
+            )
+        if r["errors"]:
+            notes.append(
+                f"{r['watchers']} watchers, web log: "
+                + "; ".join(f"{n} × {line}" for line, n in r["errors"].most_common(3))
+            )
+        if not d:
+            print(f"{r['watchers']:>8}  {'-':>8} {'-':>8} {'-':>8}   no point received")
+            continue
         print(
             f"{r['watchers']:>8}  {fmt_ms(pct(d, 50))} {fmt_ms(pct(d, 95))} {fmt_ms(max(d))}   "
             f"{pct(f, 50) * 1000:>12.0f} / {pct(f, 95) * 1000:<10.0f}   "
@@ -387,6 +414,8 @@ def print_stream(results: list[dict[str, Any]], seconds: float, poll: float) -> 
             f"{100 * r['cpu']:>7.0f}%  {received}",
             flush=True,
         )
+    for note in notes:
+        print("  " + note)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ class Instance:
     def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.serve_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         self.env.update({"TUNEDECK_DATA_DIR": str(data_dir), **(env or {})})
@@ -42,7 +43,16 @@ class Instance:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "wb")  # noqa: SIM115  (closed with the process)
         self.proc = subprocess.Popen(
-            [TUNEDECK, "run", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [
+                TUNEDECK,
+                "run",
+                "--data-dir",
+                str(self.data_dir),
+                "--port",
+                str(self.port),
+                "--serve-port",
+                str(self.serve_port),
+            ],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,0 +1,94 @@
+"""Every servable model under a stable name.
+
+- ``<base>``: a registered base model, e.g. ``smollm2-135m-instruct``
+- ``<base>:<job>``: a finished job's LoRA adapter on that base
+- ``<base>:<job>:ckpt-<step>``: one of its checkpoints (also of jobs still running)
+- ``<base>:<job>:merged``: its merged model, loaded as a plain model
+
+Only causal language models chat; classifier and seq2seq jobs are not listed.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlmodel import Session, col, select
+
+from app.models import BaseModelRecord, Checkpoint, Job, JobStatus, Merge
+from app.storage import LocalArtifactStore
+
+Kind = Literal["base", "adapter", "checkpoint", "merged"]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    id: str
+    kind: Kind
+    base: str  # the base model's id
+    base_path: str
+    path: str  # the folder to load: the base, the adapter, the checkpoint or the merged model
+    created: datetime
+    job_id: str | None = None
+    trust_remote_code: bool = False
+
+
+def _chat_job(job: Job) -> bool:
+    return job.hyperparameters.get("task_type", "CAUSAL_LM") == "CAUSAL_LM"
+
+
+def served_models(session: Session, store: LocalArtifactStore) -> list[ServedModel]:
+    """Base models, then adapters, checkpoints and merged models, newest first within each."""
+    bases = {b.id: b for b in session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).all()}
+    out = [
+        ServedModel(b.id, "base", b.id, b.path, b.path, b.created_at, trust_remote_code=b.trust_remote_code)
+        for b in bases.values()
+    ]
+    jobs = {
+        j.id: j
+        for j in session.exec(
+            select(Job).order_by(col(Job.finished_at).desc(), col(Job.created_at).desc())
+        ).all()
+        if j.model in bases and _chat_job(j)
+    }
+
+    def entry(job: Job, name: str, kind: Kind, key: str, created: datetime) -> ServedModel:
+        base = bases[job.model]
+        return ServedModel(
+            name, kind, base.id, base.path, str(store.path(key)), created, job.id, base.trust_remote_code
+        )
+
+    for job in jobs.values():
+        if job.status == JobStatus.succeeded and job.adapter_key:
+            out.append(
+                entry(
+                    job,
+                    f"{job.model}:{job.id}",
+                    "adapter",
+                    job.adapter_key,
+                    job.finished_at or job.created_at,
+                )
+            )
+    checkpoints = session.exec(select(Checkpoint).order_by(col(Checkpoint.step).desc())).all()
+    for checkpoint in checkpoints:
+        owner = jobs.get(checkpoint.job_id)
+        if owner is not None:
+            name = f"{owner.model}:{owner.id}:ckpt-{checkpoint.step}"
+            out.append(entry(owner, name, "checkpoint", checkpoint.artifact_key, checkpoint.created_at))
+    merges = session.exec(
+        select(Merge).where(Merge.status == "succeeded").order_by(col(Merge.finished_at).desc())
+    )
+    for merge in merges.all():
+        merged_job = jobs.get(merge.job_id)
+        if merged_job is not None and merge.artifact_key:
+            created = merge.finished_at or merge.created_at
+            name = f"{merged_job.model}:{merged_job.id}:merged"
+            out.append(entry(merged_job, name, "merged", merge.artifact_key, created))
+    return out
+
+
+def resolve(session: Session, store: LocalArtifactStore, name: str) -> ServedModel | None:
+    """The model called ``name``, or None."""
+    for model in served_models(session, store):
+        if model.id == name:
+            return model
+    return None

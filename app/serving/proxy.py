@@ -1,0 +1,83 @@
+"""``/v1`` on the web app passes requests through to the model server (or any OpenAI-compatible
+server set in ``TUNEDECK_MODEL_SERVER_URL``), streaming included, so clients need one base URL."""
+
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
+
+from app.config import get_settings
+
+router = APIRouter(prefix="/v1", tags=["model server (pass-through)"])
+
+# Hop-by-hop and length headers are the proxy's own business.
+_DROP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"}
+_client: httpx.AsyncClient | None = None
+
+
+def _http() -> httpx.AsyncClient:
+    global _client
+    if _client is None:
+        _client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=600.0))
+    return _client
+
+
+async def _pass(request: Request, path: str) -> Response:
+    settings = get_settings()
+    upstream = settings.model_server_url.rstrip("/")
+    if upstream.endswith("/v1"):
+        upstream = upstream[: -len("/v1")]
+    headers = {
+        k: v for k, v in request.headers.items() if k.lower() not in _DROP | {"authorization", "cookie"}
+    }
+    if settings.model_server_api_key:
+        headers["authorization"] = f"Bearer {settings.model_server_api_key}"
+    outgoing = _http().build_request(
+        request.method,
+        f"{upstream}/v1/{path}",
+        params=request.query_params,
+        headers=headers,
+        content=await request.body(),
+    )
+    try:
+        answer = await _http().send(outgoing, stream=True)
+    except httpx.TransportError:
+        message = (
+            f"The model server at {upstream} is not reachable. `tunedeck run` starts one; "
+            "on its own it is `tunedeck serve`, or set TUNEDECK_MODEL_SERVER_URL."
+        )
+        body = {
+            "error": {
+                "message": message,
+                "type": "server_error",
+                "param": None,
+                "code": "model_server_unreachable",
+            }
+        }
+        return JSONResponse(body, status_code=503)
+
+    async def relay() -> AsyncIterator[bytes]:
+        async for chunk in answer.aiter_raw():
+            yield chunk
+
+    kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROP | {"content-encoding"}}
+    return StreamingResponse(
+        relay(), status_code=answer.status_code, headers=kept, background=BackgroundTask(answer.aclose)
+    )
+
+
+@router.get("/models", summary="Every servable model: bases, adapters, checkpoints, merged models")
+async def models(request: Request) -> Response:
+    return await _pass(request, "models")
+
+
+@router.get("/models/{name:path}", summary="One servable model")
+async def model(request: Request, name: str) -> Response:
+    return await _pass(request, f"models/{name}")
+
+
+@router.post("/chat/completions", summary="Chat with any servable model (OpenAI shape; `stream` supported)")
+async def chat(request: Request) -> Response:
+    return await _pass(request, "chat/completions")

@@ -1,0 +1,244 @@
+"""The model server's HTTP API, shaped like OpenAI's: ``GET /v1/models`` and
+``POST /v1/chat/completions`` (with or without ``stream``). Run with ``tunedeck serve``."""
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from app.config import get_settings
+from app.db import read_session
+from app.serving.catalog import ServedModel, resolve, served_models
+from app.storage import get_store
+from worker.serving.engine import Engine, Result, Sampling
+
+
+class ChatMessage(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+    @field_validator("content")
+    @classmethod
+    def _text(cls, value: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        if isinstance(value, list) and any(part.get("type") != "text" for part in value):
+            raise ValueError("only text content parts are supported")
+        return value
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(part.get("text", "")) for part in self.content)
+
+
+class ChatRequest(BaseModel):
+    model: str = Field(max_length=300)
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
+    temperature: float = Field(1.0, ge=0, le=2)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1, le=4096)
+    max_completion_tokens: int | None = Field(None, ge=1, le=4096)
+    stream: bool = False
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=1, description="one choice per request")
+
+
+def _error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status
+    )
+
+
+def _model_entry(model: ServedModel) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "object": "model",
+        "created": int(model.created.timestamp()),
+        "owned_by": "tunedeck",
+        "kind": model.kind,
+        "parent": None if model.kind == "base" else model.base,
+        "job_id": model.job_id,
+    }
+
+
+def create_app(engine: Engine | None = None) -> FastAPI:
+    settings = get_settings()
+    engine = engine or Engine(settings.serve_max_adapters, settings.serve_max_merged)
+    app = FastAPI(title="tunedeck model server", version="1")
+    app.state.engine = engine
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return _error(400, f"{where}: {first['msg']}", "invalid_request", where or None)
+
+    @app.get("/healthz")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "loaded": engine.loaded(), "stats": engine.stats}
+
+    @app.get("/v1/models")
+    def list_models() -> dict[str, Any]:
+        with read_session() as session:
+            models = served_models(session, get_store())
+        return {"object": "list", "data": [_model_entry(m) for m in models]}
+
+    @app.get("/v1/models/{name:path}")
+    def get_model(name: str) -> Response:
+        with read_session() as session:
+            model = resolve(session, get_store(), name)
+        if model is None:
+            return _error(
+                404, f"The model '{name}' does not exist; GET /v1/models lists them", "model_not_found"
+            )
+        return JSONResponse(_model_entry(model))
+
+    @app.post("/v1/chat/completions")
+    async def chat(body: ChatRequest, request: Request) -> Response:
+        with read_session() as session:
+            model = resolve(session, get_store(), body.model)
+        if model is None:
+            return _error(
+                404,
+                f"The model '{body.model}' does not exist; GET /v1/models lists them",
+                "model_not_found",
+                "model",
+            )
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        sampling = Sampling(
+            temperature=body.temperature,
+            top_p=body.top_p,
+            max_new_tokens=body.max_completion_tokens or body.max_tokens or 256,
+            seed=body.seed,
+        )
+        completion_id = "chatcmpl-" + uuid.uuid4().hex[:24]
+        created = int(time.time())
+        if not body.stream:
+            result = await run_in_threadpool(engine.generate, model, messages, sampling)
+            return JSONResponse(_completion(completion_id, created, body.model, result))
+        return StreamingResponse(
+            _stream(engine, model, messages, sampling, completion_id, created, body.model, request),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return app
+
+
+def _usage(result: Result) -> dict[str, Any]:
+    return {
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def _timing(result: Result) -> dict[str, Any]:
+    decode_s = result.total_s - (result.first_token_s or 0)
+    return {
+        "first_token_s": result.first_token_s,
+        "total_s": result.total_s,
+        "tokens_per_s": (result.completion_tokens - 1) / decode_s
+        if result.completion_tokens > 1 and decode_s
+        else None,
+    }
+
+
+def _completion(completion_id: str, created: int, model: str, result: Result) -> dict[str, Any]:
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": "stop" if result.finish_reason == "cancelled" else result.finish_reason,
+            }
+        ],
+        "usage": _usage(result),
+        "timing": _timing(result),
+    }
+
+
+def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any], finish: str | None) -> str:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(body)}\n\n"
+
+
+async def _stream(
+    engine: Engine,
+    model: ServedModel,
+    messages: list[dict[str, str]],
+    sampling: Sampling,
+    completion_id: str,
+    created: int,
+    name: str,
+    request: Request,
+) -> AsyncIterator[str]:
+    """Tokens as they are generated; a client that goes away stops the generation."""
+    loop = asyncio.get_running_loop()
+    pieces: asyncio.Queue[str | Result | BaseException] = asyncio.Queue()
+    cancel = threading.Event()
+
+    def work() -> None:
+        try:
+            result = engine.generate(
+                model, messages, sampling, cancel, lambda t: loop.call_soon_threadsafe(pieces.put_nowait, t)
+            )
+            loop.call_soon_threadsafe(pieces.put_nowait, result)
+        except BaseException as exc:  # reported to the client as an error chunk
+            loop.call_soon_threadsafe(pieces.put_nowait, exc)
+
+    thread = threading.Thread(target=work, name=f"generate-{completion_id}", daemon=True)
+    thread.start()
+    try:
+        yield _chunk(completion_id, created, name, {"role": "assistant", "content": ""}, None)
+        while True:
+            try:
+                item = await asyncio.wait_for(pieces.get(), timeout=1.0)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    cancel.set()
+                    return
+                continue
+            if isinstance(item, str):
+                yield _chunk(completion_id, created, name, {"content": item}, None)
+            elif isinstance(item, Result):
+                finish = "stop" if item.finish_reason == "cancelled" else item.finish_reason
+                last = json.loads(_chunk(completion_id, created, name, {}, finish)[6:])
+                last["usage"], last["timing"] = _usage(item), _timing(item)
+                yield f"data: {json.dumps(last)}\n\n"
+                yield "data: [DONE]\n\n"
+                return
+            else:
+                error = {
+                    "error": {
+                        "message": f"generation failed: {item}",
+                        "type": "server_error",
+                        "code": "generation_failed",
+                    }
+                }
+                yield f"data: {json.dumps(error)}\n\n"
+                return
+    finally:
+        cancel.set()  # also when the client disconnected and the response was cancelled
+
+
+app = create_app()

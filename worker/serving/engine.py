@@ -1,0 +1,272 @@
+"""Models in memory and generation.
+
+One copy of each base model is loaded once. Adapters (finished jobs and checkpoints) are loaded
+onto it on demand with peft's ``load_adapter`` and switched with ``set_adapter``; the last
+``max_adapters`` stay loaded (LRU). The base alone answers inside ``disable_adapter()``, so an
+adapter left active by the previous request never leaks into it. Merged models load as plain
+models (an LRU of ``max_merged``). Requests for one base take turns in arrival order (a FIFO
+lock): an adapter is switched only between generations, so outputs never mix.
+"""
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+from transformers.generation.streamers import BaseStreamer
+
+from app.serving.catalog import ServedModel
+
+log = logging.getLogger(__name__)
+
+
+class FairLock:
+    """A lock granted in the order it was asked for (threading.Lock makes no such promise)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        ticket = object()
+        with self._cond:
+            self._waiting.append(ticket)
+            while self._held or self._waiting[0] is not ticket:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int | None = None
+
+
+@dataclass
+class Result:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # stop, length or cancelled
+    first_token_s: float | None
+    total_s: float
+
+
+class _Streamer(BaseStreamer):
+    """Decodes the generated ids as they come and hands each new piece of text on."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None, started: float) -> None:
+        self.tokenizer, self.on_text, self.started = tokenizer, on_text, started
+        self.ids: list[int] = []
+        self.sent = ""
+        self.prompt_seen = False
+        self.first_token_s: float | None = None
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.prompt_seen:  # the first call carries the prompt
+            self.prompt_seen = True
+            return
+        if self.first_token_s is None:
+            self.first_token_s = time.perf_counter() - self.started
+        self.ids.extend(int(i) for i in value.reshape(-1).tolist())
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            return
+        piece, self.sent = text[len(self.sent) :], text
+        if piece and self.on_text:
+            self.on_text(piece)
+
+    def end(self) -> None:
+        pass
+
+
+class _Cancelled(StoppingCriteria):
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full(
+            (input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+@dataclass
+class _Slot:
+    model: Any
+    tokenizer: Any
+    lock: FairLock = field(default_factory=FairLock)
+    adapters: "OrderedDict[str, str]" = field(default_factory=OrderedDict)  # peft name -> served id
+    peft: bool = False
+
+
+def _adapter_name(served_id: str) -> str:
+    return "a" + hashlib.sha1(served_id.encode()).hexdigest()[:16]  # peft names become module keys
+
+
+class Engine:
+    def __init__(self, max_adapters: int = 8, max_merged: int = 2) -> None:
+        self.max_adapters, self.max_merged = max_adapters, max_merged
+        self.cuda = torch.cuda.is_available()
+        self.dtype = torch.bfloat16 if self.cuda and torch.cuda.is_bf16_supported() else torch.float32
+        self._bases: dict[str, _Slot] = {}
+        self._merged: OrderedDict[str, _Slot] = OrderedDict()
+        self._loading = threading.Lock()
+        self.timings: dict[str, float] = {}  # what the last loads took (for the benchmark)
+        self.stats = {"requests": 0, "cancelled": 0, "completion_tokens": 0}
+
+    def _load(self, path: str, trust_remote_code: bool) -> _Slot:
+        started = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=self.dtype,
+            device_map={"": 0} if self.cuda else None,
+            trust_remote_code=trust_remote_code,
+        ).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        self.timings["load_model_s"] = time.perf_counter() - started
+        return _Slot(model, tokenizer)
+
+    def _base(self, served: ServedModel) -> _Slot:
+        with self._loading:
+            if served.base not in self._bases:
+                log.info("loading base model %s", served.base)
+                self._bases[served.base] = self._load(served.base_path, served.trust_remote_code)
+            return self._bases[served.base]
+
+    def _merged_slot(self, served: ServedModel) -> _Slot:
+        with self._loading:
+            if served.id in self._merged:
+                self._merged.move_to_end(served.id)
+            else:
+                self._merged[served.id] = self._load(served.path, served.trust_remote_code)
+                while len(self._merged) > self.max_merged:
+                    self._merged.popitem(last=False)
+            return self._merged[served.id]
+
+    def _activate(self, slot: _Slot, served: ServedModel) -> None:
+        """Make ``served``'s adapter the active one (loading it, evicting the least recent)."""
+        from peft import PeftModel
+
+        name = _adapter_name(served.id)
+        if name in slot.adapters:
+            slot.adapters.move_to_end(name)
+        else:
+            started = time.perf_counter()
+            if not slot.peft:
+                slot.model = PeftModel.from_pretrained(slot.model, served.path, adapter_name=name).eval()
+                slot.peft = True
+            else:
+                slot.model.load_adapter(served.path, adapter_name=name)
+            slot.adapters[name] = served.id
+            self.timings["load_adapter_s"] = time.perf_counter() - started
+            while len(slot.adapters) > self.max_adapters:
+                evicted, _ = slot.adapters.popitem(last=False)
+                slot.model.delete_adapter(evicted)
+        started = time.perf_counter()
+        slot.model.set_adapter(name)
+        self.timings["switch_adapter_s"] = time.perf_counter() - started
+
+    def loaded(self) -> dict[str, list[str]]:
+        """What is in memory: base → its loaded adapters (most recent last), and merged models."""
+        out = {base: list(slot.adapters.values()) for base, slot in self._bases.items()}
+        out["merged"] = list(self._merged)
+        return out
+
+    def generate(
+        self,
+        served: ServedModel,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        cancel: threading.Event | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Generate a reply to ``messages`` with ``served``; ``on_text`` gets each piece as it comes."""
+        cancel = cancel or threading.Event()
+        if served.kind == "merged":
+            slot = self._merged_slot(served)
+            with slot.lock.hold():
+                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text)
+        slot = self._base(served)
+        with slot.lock.hold():
+            if served.kind == "base":
+                context = slot.model.disable_adapter() if slot.peft else nullcontext()
+            else:
+                self._activate(slot, served)
+                context = nullcontext()
+            with context:
+                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text)
+
+    def _run(
+        self,
+        model: Any,
+        tokenizer: Any,
+        messages: list[dict[str, str]],
+        sampling: Sampling,
+        cancel: threading.Event,
+        on_text: Callable[[str], None] | None,
+    ) -> Result:
+        started = time.perf_counter()
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        ).to(model.device)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        streamer = _Streamer(tokenizer, on_text, started)
+        sample = sampling.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_new_tokens,
+            "do_sample": sample,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([_Cancelled(cancel)]),
+            "pad_token_id": tokenizer.pad_token_id
+            if tokenizer.pad_token_id is not None
+            else tokenizer.eos_token_id,
+        }
+        if sample:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            output = model.generate(**inputs, **kwargs)
+        generated = output[0, prompt_tokens:]
+        text = tokenizer.decode(generated, skip_special_tokens=True)
+        self.stats["requests"] += 1
+        self.stats["cancelled"] += int(cancel.is_set())
+        self.stats["completion_tokens"] += len(generated)
+        if cancel.is_set():
+            reason = "cancelled"
+        elif len(generated) >= sampling.max_new_tokens and int(generated[-1]) != tokenizer.eos_token_id:
+            reason = "length"
+        else:
+            reason = "stop"
+        return Result(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(generated),
+            finish_reason=reason,
+            first_token_s=streamer.first_token_s,
+            total_s=time.perf_counter() - started,
+        )
