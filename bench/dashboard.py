@@ -174,7 +174,7 @@ def fill_metrics(job_id: str, points: int) -> int:
     def flush() -> None:
         nonlocal rows, total
         with session_scope() as session:
-            session.exec(insert(Metric), params=rows)  # type: ignore[call-overload]
+            session.exec(insert(Metric), params=rows)
         total += len(rows)
         rows = []
 
@@ -345,7 +345,8 @@ def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, second
     written = {int(step): t for step, t in json.loads(out.read_text()).items()}
     with read_session() as session:
         query = select(Metric.id, Metric.created_at).where(Metric.job_id == job_id, Metric.key == STREAM_KEY)
-        committed = {int(i): c.timestamp() for i, c in session.exec(query.order_by(col(Metric.id))).all()}
+        rows = session.exec(query.order_by(col(Metric.id))).all()
+        committed = {int(i or 0): created.timestamp() for i, created in rows}
     delays, flush_part, stream_part, complete = [], [], [], 0
     problems: Counter[str] = Counter()
     for thread in threads:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.config import get_settings
+from app.db import read_session
 from app.jobs import merging, service
 from app.jobs.schemas import (
     AdvicePublic,
@@ -170,12 +171,14 @@ def metric_series(
 
 @router.get("/{job_id}/stream", summary="Live metrics, events and status (server-sent events)")
 def stream_job(
-    session: SessionDep,
     job_id: str,
     last_event_id: Annotated[str | None, Header()] = None,
     cursor: str | None = None,
 ) -> StreamingResponse:
-    service.get_job(session=session, job_id=job_id)
+    # Not SessionDep: that session would stay checked out for as long as the stream is open,
+    # and a few dozen open job pages would drain the connection pool.
+    with read_session() as session:
+        service.get_job(session=session, job_id=job_id)
     body = job_events(job_id, last_event_id or cursor, get_settings().sse_poll_seconds)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)

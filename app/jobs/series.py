@@ -4,7 +4,6 @@ bucket keeps its minimum and its maximum, so spikes and dips stay visible."""
 
 from dataclasses import dataclass, field
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from app.models import Metric
@@ -59,29 +58,43 @@ def job_series(
     return int(last_id), series
 
 
-_EXTREMES = sa.text(
-    """
-    SELECT step, epoch, value FROM (
-        SELECT step, epoch, value,
-               ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY value ASC, step ASC) AS lowest,
-               ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY value DESC, step ASC) AS highest
-        FROM (
-            SELECT step, epoch, value, ((step - :low) * :n) / :span AS bucket
-            FROM metrics
-            WHERE job_id = :job_id AND key = :key AND id <= :last_id
-        ) AS bucketed
-    ) AS ranked
-    WHERE lowest = 1 OR highest = 1
-    ORDER BY step
-    """
-)
-
-
 def _buckets(
     session: Session, series: Series, job_id: str, last_id: int, key: str, low: int, high: int, n: int
 ) -> None:
-    """Split the steps into ``n`` buckets and keep each bucket's lowest and highest point, at the
-    steps where they happened (min/max downsampling: the envelope of the curve survives)."""
-    params = {"low": low, "n": n, "span": high - low + 1, "job_id": job_id, "key": key, "last_id": last_id}
-    for step, epoch, value in session.connection().execute(_EXTREMES, params):
-        series.add(int(step), epoch, float(value))
+    """Split the steps into ``n`` buckets and keep each bucket's lowest and highest value.
+
+    One aggregate scan (no sort), served from the (job, key, step, value, epoch) index. The two
+    values sit at the bucket's first and last step, in the order that follows the curve (a
+    falling curve: the high one first), so the envelope survives and no sawtooth appears; a
+    value's step is off by at most one bucket width (``span / n`` steps).
+    """
+    bucket = (((col(Metric.step) - low) * n) // (high - low + 1)).label("bucket")
+    rows = session.exec(
+        select(  # type: ignore[call-overload]
+            bucket,
+            func.min(Metric.step),
+            func.max(Metric.step),
+            func.min(Metric.value),
+            func.max(Metric.value),
+            func.avg(Metric.value),
+            func.min(Metric.epoch),
+            func.max(Metric.epoch),
+        )
+        .where(col(Metric.job_id) == job_id, col(Metric.key) == key, col(Metric.id) <= last_id)
+        .group_by(bucket)
+        .order_by(bucket)
+    ).all()
+    for i, (_, first, last, lowest, highest, mean, first_epoch, last_epoch) in enumerate(rows):
+        if first == last or lowest == highest:
+            series.add(int(first), first_epoch, float(lowest))
+            if first != last:
+                series.add(int(last), last_epoch, float(highest))
+            continue
+        following = rows[i + 1][5] if i + 1 < len(rows) else None
+        previous = rows[i - 1][5] if i > 0 else None
+        falling = (following is not None and following < mean) or (
+            following is None and previous is not None and previous > mean
+        )
+        first_value, last_value = (highest, lowest) if falling else (lowest, highest)
+        series.add(int(first), first_epoch, float(first_value))
+        series.add(int(last), last_epoch, float(last_value))

@@ -6,6 +6,8 @@ Last-Event-ID receives exactly what it has not seen, so charts get no gap and no
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,7 +34,30 @@ def _message(event: str, data: Any, cursor: str) -> str:
     return f"id: {cursor}\nevent: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _poll(job_id: str, metric_after: int, event_after: int) -> tuple[dict[str, Any], list[Any], list[Any]]:
+Poll = tuple[dict[str, Any], list[Any], list[Any]]
+_recent: dict[tuple[str, int, int], tuple[float, Poll]] = {}
+_recent_lock = threading.Lock()
+
+
+def _poll(job_id: str, metric_after: int, event_after: int, max_age: float = 0.0) -> Poll:
+    """What happened after the cursor. Watchers of one job that are at the same cursor share one
+    database read per ``max_age`` (100 open pages on a job cost about one query set, not 100)."""
+    key = (job_id, metric_after, event_after)
+    now = time.monotonic()
+    with _recent_lock:
+        hit = _recent.get(key)
+        if hit is not None and now - hit[0] <= max_age:
+            return hit[1]
+    result = _read(job_id, metric_after, event_after)
+    with _recent_lock:
+        if len(_recent) > 1000:  # forget stale cursors
+            for stale in [k for k, (at, _) in _recent.items() if now - at > 5 * max_age + 1]:
+                del _recent[stale]
+        _recent[key] = (time.monotonic(), result)
+    return result
+
+
+def _read(job_id: str, metric_after: int, event_after: int) -> Poll:
     # Read the job first: if it is finished now, every point it wrote is already committed.
     with read_session() as session:
         job = service.get_job(session=session, job_id=job_id)
@@ -58,7 +83,9 @@ async def job_events(job_id: str, last_event_id: str | None, poll_seconds: float
     quiet = 0.0
     yield "retry: 2000\n\n"
     while True:
-        summary, points, events = await run_in_threadpool(_poll, job_id, metric_after, event_after)
+        summary, points, events = await run_in_threadpool(
+            _poll, job_id, metric_after, event_after, poll_seconds * 0.8
+        )
         metric_after = points[-1].id if points else metric_after
         event_after = events[-1].id if events else event_after
         cursor = f"{metric_after}-{event_after}"

@@ -96,7 +96,7 @@ class Metric(SQLModel, table=True):
     __tablename__ = "metrics"
     __table_args__ = (
         sa.Index("ix_metrics_job_id_id", "job_id", "id"),
-        sa.Index("ix_metrics_job_id_key_step", "job_id", "key", "step"),
+        sa.Index("ix_metrics_job_id_key_step", "job_id", "key", "step", "value", "epoch"),
     )
 
     id: int | None = Field(

@@ -1,4 +1,5 @@
-"""index metrics by (job, key, step) for charts and downsampling
+"""index metrics by (job, key, step) for charts and downsampling; covering (value, epoch) so
+that a downsampling scan never reads the table
 
 Revision ID: 0007
 Revises: 0006
@@ -16,7 +17,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_metrics_job_id_key_step", "metrics", ["job_id", "key", "step"], unique=False)
+    op.create_index(
+        "ix_metrics_job_id_key_step", "metrics", ["job_id", "key", "step", "value", "epoch"], unique=False
+    )
 
 
 def downgrade() -> None:

@@ -35,8 +35,13 @@ def test_long_series_keep_their_extremes_and_short_ones_come_whole(
     assert train["downsampled"] and train["total"] == n
     assert 400 <= len(train["steps"]) <= 500
     assert train["steps"] == sorted(train["steps"]) and len(set(train["steps"])) == len(train["steps"])
-    assert max(train["values"]) == 9.5 and 12_345 in train["steps"]
-    assert min(train["values"]) == 0.01 and 17_000 in train["steps"]
+    width = n / 250  # 500 points = 250 buckets of min and max: a value's step is off by < one bucket
+    spike = train["steps"][train["values"].index(max(train["values"]))]
+    dip = train["steps"][train["values"].index(min(train["values"]))]
+    assert max(train["values"]) == 9.5 and abs(spike - 12_345) < width
+    assert min(train["values"]) == 0.01 and abs(dip - 17_000) < width
+    rises = sum(1 for a, b in zip(train["values"], train["values"][1:], strict=False) if b > a)
+    assert rises <= 3  # a falling curve stays falling: no min/max sawtooth (only around spike and dip)
     assert train["steps"][0] == 1 and train["values"][0] == loss[0]
     assert not valid["downsampled"] and valid["steps"] == list(range(1000, n + 1, 1000))
     assert valid["epochs"][0] == 1.0

@@ -185,7 +185,8 @@ class Engine:
                 evicted, _ = slot.adapters.popitem(last=False)
                 slot.model.delete_adapter(evicted)
         started = time.perf_counter()
-        slot.model.set_adapter(name)
+        if slot.model.active_adapter != name:  # set_adapter walks every LoRA layer
+            slot.model.set_adapter(name)
         self.timings["switch_adapter_s"] = time.perf_counter() - started
 
     def loaded(self) -> dict[str, list[str]]:

@@ -1,0 +1,190 @@
+"""Model serving, measured side by side in one run with the model server's own engine
+(worker/serving/engine.py) on SmolLM2-135M-Instruct:
+
+1. switching to an adapter already in memory (peft ``set_adapter``) vs loading the base and the
+   adapter afresh for the request (what a server without hot-swapping does);
+2. decode speed with one LoRA adapter active (unmerged: extra matmuls per layer) vs the same
+   adapter merged into the weights (``merge_and_unload``, loaded as a plain model);
+3. throughput as the number of adapters in use grows (1, 4, 16), requests cycling through them
+   with every adapter kept loaded (LRU of 16), and with an LRU of 4 (so 16 means reloading).
+
+    .venv/bin/python bench/serving.py                 # CPU here; CUDA when present
+    .venv/bin/python bench/serving.py --tokens 64 --requests 32
+
+Adapters are random LoRA weights (r=8 on the attention projections, B not zero so they change
+the output): serving cost does not depend on what they learned.
+"""
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from app.serving.catalog import ServedModel  # noqa: E402
+from worker.serving.engine import Engine, Sampling  # noqa: E402
+
+PROMPT = [{"role": "user", "content": "Explain in two sentences what a LoRA adapter is."}]
+
+
+def default_model() -> Path:
+    from app.config import get_settings
+
+    return get_settings().model_cache_dir / "smollm2-135m-instruct"
+
+
+def make_adapters(base: Path, folder: Path, n: int) -> list[Path]:
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    out = []
+    for i in range(n):
+        torch.manual_seed(i)
+        model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        config = LoraConfig(
+            r=8,
+            lora_alpha=8,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        )
+        peft = get_peft_model(model, config)
+        path = folder / f"adapter-{i}"
+        peft.save_pretrained(path)
+        out.append(path)
+    return out
+
+
+def merged_copy(base: Path, adapter: Path, folder: Path) -> Path:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32), adapter
+    )
+    path = folder / "merged"
+    model.merge_and_unload().save_pretrained(path)
+    AutoTokenizer.from_pretrained(base).save_pretrained(path)
+    return path
+
+
+def served(name: str, kind: str, base: Path, path: Path) -> ServedModel:
+    return ServedModel(name, kind, "base", str(base), str(path), datetime.now(UTC))  # type: ignore[arg-type]
+
+
+def fresh_load_seconds(base: Path, adapter: Path) -> float:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).eval()
+    AutoTokenizer.from_pretrained(base)
+    PeftModel.from_pretrained(model, adapter).eval()
+    return time.perf_counter() - started
+
+
+def tokens_per_second(engine: Engine, models: list[ServedModel], requests: int, tokens: int) -> float:
+    sampling = Sampling(temperature=0, max_new_tokens=tokens)
+    generated, started = 0, time.perf_counter()
+    for i in range(requests):
+        generated += engine.generate(models[i % len(models)], PROMPT, sampling).completion_tokens
+    return generated / (time.perf_counter() - started)
+
+
+def decode_rate(engine: Engine, model: ServedModel, tokens: int, repeats: int) -> float:
+    """Decode tokens/s after the first token (as the playground shows it), median of repeats."""
+    rates = []
+    for _ in range(repeats):
+        result = engine.generate(model, PROMPT, Sampling(temperature=0, max_new_tokens=tokens))
+        rates.append((result.completion_tokens - 1) / (result.total_s - (result.first_token_s or 0)))
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", type=Path, default=default_model())
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per request")
+    parser.add_argument("--requests", type=int, default=32, help="requests per adapter-count row")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    device = (
+        torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"cpu ({torch.get_num_threads()} threads)"
+    )
+    print(f"model {args.model.name} on {device}; {args.tokens} new tokens per request, greedy\n")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        adapters = make_adapters(args.model, folder, 16)
+        merged = merged_copy(args.model, adapters[0], folder)
+        lora = [served(f"base:a{i}", "adapter", args.model, p) for i, p in enumerate(adapters)]
+
+        # 1. switch vs fresh load
+        engine = Engine(max_adapters=16)
+        engine.generate(
+            lora[0], PROMPT, Sampling(temperature=0, max_new_tokens=1)
+        )  # base + adapter 0 in memory
+        engine.generate(lora[1], PROMPT, Sampling(temperature=0, max_new_tokens=1))
+        switches = []
+        for i in range(20):
+            engine.generate(lora[i % 2], PROMPT, Sampling(temperature=0, max_new_tokens=1))
+            switches.append(engine.timings["switch_adapter_s"])
+        first_load = []
+        for i in range(2, 2 + args.repeats):
+            engine.generate(lora[i], PROMPT, Sampling(temperature=0, max_new_tokens=1))
+            first_load.append(engine.timings["load_adapter_s"])
+        fresh = [fresh_load_seconds(args.model, adapters[i % 16]) for i in range(args.repeats)]
+        switch_ms = statistics.median(switches) * 1000
+        print("1. getting an adapter ready for a request")
+        print(
+            f"   switch to a loaded adapter (set_adapter)  {switch_ms:9.3f} ms  (median of {len(switches)})"
+        )
+        print(
+            f"   load an adapter onto the loaded base          {statistics.median(first_load) * 1000:9.1f} ms"
+        )
+        print(f"   load base + adapter afresh                    {statistics.median(fresh) * 1000:9.1f} ms")
+        ratio = statistics.median(fresh) / statistics.median(switches)
+        print(f"   → hot switch is {ratio:,.0f}x faster than a fresh load\n")
+
+        # 2. one adapter active vs merged
+        merged_model = served("base:a0:merged", "merged", args.model, merged)
+        base_model = served("base", "base", args.model, args.model)
+        engine.generate(merged_model, PROMPT, Sampling(temperature=0, max_new_tokens=1))
+        adapter_rate = decode_rate(engine, lora[0], args.tokens, args.repeats)
+        merged_rate = decode_rate(engine, merged_model, args.tokens, args.repeats)
+        base_rate = decode_rate(engine, base_model, args.tokens, args.repeats)
+        print("2. decode speed (tokens/s after the first token, median)")
+        print(f"   one adapter active (unmerged LoRA)            {adapter_rate:9.1f}")
+        print(f"   the same adapter merged (plain model)         {merged_rate:9.1f}")
+        print(f"   base alone (adapters disabled)                {base_rate:9.1f}")
+        print(f"   → merged / adapter = {merged_rate / adapter_rate:.2f}x\n")
+
+        # 3. adapters in use
+        print(f"3. throughput with N adapters in use ({args.requests} requests cycling through them)")
+        print("   N     LRU 16 (all loaded)   LRU 4")
+        for n in (1, 4, 16):
+            roomy = Engine(max_adapters=16)
+            tight = Engine(max_adapters=4)
+            for warm in (roomy, tight):
+                warm.generate(lora[0], PROMPT, Sampling(temperature=0, max_new_tokens=1))
+            for i in range(n):  # load them once (the roomy engine keeps them)
+                roomy.generate(lora[i], PROMPT, Sampling(temperature=0, max_new_tokens=1))
+            roomy_rate = tokens_per_second(roomy, lora[:n], args.requests, args.tokens)
+            tight_rate = tokens_per_second(tight, lora[:n], args.requests, args.tokens)
+            print(f"   {n:<5} {roomy_rate:10.1f} tok/s      {tight_rate:10.1f} tok/s")
+            del roomy, tight
+
+
+if __name__ == "__main__":
+    main()
