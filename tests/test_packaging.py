@@ -33,3 +33,14 @@ def test_wheel_bundles_templates_static_vendor_and_migrations(tmp_path: Path) ->
         assert expected in names, expected
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "tunedeck = app.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+
+
+def test_compose_runs_the_model_server_next_to_the_web_app() -> None:
+    yaml = pytest.importorskip("yaml")
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker-compose.yml").read_text())
+    services = compose["services"]
+    server = services["model-server"]
+    assert server["command"][:2] == ["tunedeck", "serve"] and "8001" in server["command"]
+    assert server["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert services["web"]["environment"]["TUNEDECK_MODEL_SERVER_URL"] == "http://model-server:8001"
+    assert "artifacts:/data" in server["volumes"]  # it reads adapters and merged models from there
