@@ -1,5 +1,9 @@
 """The FastAPI application: REST API under /api/v1, HTML pages under /."""
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -11,8 +15,21 @@ from app.datasets import views as datasets_views
 from app.jobs import api as jobs_api
 from app.jobs import views as jobs_views
 from app.paths import resource_dir
+from app.playground import api as playground_api
+from app.playground import views as playground_views
 from app.presets import api as presets_api
 from app.serving import proxy as serving_proxy
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from app.playground.batch import resume_unfinished
+
+    try:
+        resume_unfinished()  # batch compares a previous web process left half-done
+    except Exception:  # a database not migrated yet must not keep the app from starting
+        logging.getLogger(__name__).exception("could not resume unfinished batches")
+    yield
 
 
 def create_app() -> FastAPI:
@@ -21,16 +38,19 @@ def create_app() -> FastAPI:
         title="tunedeck",
         version="0.1.0",
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
+        lifespan=_lifespan,
     )
     for module in (
         files_api,
         jobs_api,
         models_api,
         presets_api,
+        playground_api,
         serving_proxy,
         jobs_views,
         datasets_views,
         models_views,
+        playground_views,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")

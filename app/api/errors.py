@@ -102,12 +102,12 @@ def install_error_handlers(app: FastAPI) -> None:
         details = [
             {
                 "field": ".".join(str(p) for p in err["loc"] if p not in ("body", "query", "path")),
-                "message": err["msg"],
+                "message": str(err["msg"]).removeprefix("Value error, "),
             }
             for err in exc.errors()
         ]
-        message = "; ".join(f"{d['field']}: {d['message']}" for d in details)
-        param = details[0]["field"] if details else None
+        message = "; ".join(f"{d['field']}: {d['message']}" if d["field"] else d["message"] for d in details)
+        param = (details[0]["field"] or None) if details else None
         return _respond(
             request,
             422,

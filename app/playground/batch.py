@@ -4,7 +4,6 @@ server in a background thread of the web process; each answer is committed as it
 import logging
 import threading
 import time
-from datetime import UTC, datetime
 
 import httpx
 from sqlmodel import Session, col, select
@@ -19,6 +18,7 @@ from app.models import BatchOutput, BatchRun, BatchStatus
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
 from app.playground.service import PlaygroundInvalid, check_served
 from app.storage import LocalArtifactStore
+from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
@@ -96,7 +96,9 @@ def batch_rows(*, session: Session, batch: BatchRun) -> list[BatchRow]:
     ).all()
     rows: dict[int, BatchRow] = {}
     for cell in cells:
-        row = rows.setdefault(cell.prompt_index, BatchRow(prompt_index=cell.prompt_index, prompt=cell.prompt, outputs={}))
+        row = rows.setdefault(
+            cell.prompt_index, BatchRow(prompt_index=cell.prompt_index, prompt=cell.prompt, outputs={})
+        )
         row.outputs[cell.model] = BatchCell(output=cell.output, latency_s=cell.latency_s)
     for row in rows.values():  # in the batch's model order
         row.outputs = {m: row.outputs.get(m, BatchCell(output=None, latency_s=None)) for m in batch.models}
@@ -108,26 +110,40 @@ def start_batch(batch_id: str) -> None:
     threading.Thread(target=run_batch, args=(batch_id,), name=f"playground-{batch_id}", daemon=True).start()
 
 
+def resume_unfinished() -> list[str]:
+    """Start again the batches a previous web process left queued or running (its thread died
+    with it); answered cells are kept, the rest are asked. Called when the web app starts."""
+    with session_scope() as session:
+        query = select(BatchRun.id).where(col(BatchRun.status).in_([BatchStatus.queued, BatchStatus.running]))
+        ids = list(session.exec(query).all())
+    for batch_id in ids:
+        log.info("resuming batch %s left unfinished by a restart", batch_id)
+        start_batch(batch_id)
+    return ids
+
+
+def _open_cells(session: Session, batch: BatchRun) -> list[tuple[int, str, str]]:
+    """(prompt index, model, prompt) of the cells not answered yet, prompt by prompt, in model order."""
+    query = select(BatchOutput).where(BatchOutput.batch_id == batch.id, col(BatchOutput.output).is_(None))
+    order = {m: i for i, m in enumerate(batch.models)}
+    cells = sorted(session.exec(query).all(), key=lambda c: (c.prompt_index, order.get(c.model, 0)))
+    return [(c.prompt_index, c.model, c.prompt) for c in cells]
+
+
 def run_batch(batch_id: str) -> None:
     """Answer every open cell, prompt by prompt, model by model; a failed call fails the batch."""
     with session_scope() as session:
         batch = get_batch(session=session, batch_id=batch_id)
         batch.status = BatchStatus.running
-        order = {m: i for i, m in enumerate(batch.models)}
-        todo = sorted(
-            (
-                (c.prompt_index, order.get(c.model, 0), c.model, c.prompt)
-                for c in session.exec(
-                    select(BatchOutput).where(BatchOutput.batch_id == batch_id, col(BatchOutput.output).is_(None))
-                ).all()
-            ),
-        )
+        todo = _open_cells(session, batch)
         max_tokens, temperature = batch.max_tokens, batch.temperature
     status, error = BatchStatus.succeeded, None
     try:
         with httpx.Client(timeout=TIMEOUT) as http:
-            for index, _, model, prompt in todo:
-                output, latency = ask(http, model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature)
+            for index, model, prompt in todo:
+                output, latency = ask(
+                    http, model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature
+                )
                 with session_scope() as session:
                     cell = session.get(BatchOutput, (batch_id, index, model))
                     if cell is not None:
@@ -138,7 +154,7 @@ def run_batch(batch_id: str) -> None:
         status, error = BatchStatus.failed, str(exc)[:2000]
     with session_scope() as session:
         batch = get_batch(session=session, batch_id=batch_id)
-        batch.status, batch.error, batch.finished_at = status, error, datetime.now(UTC)
+        batch.status, batch.error, batch.finished_at = status, error, utcnow()
 
 
 def _chat_url() -> tuple[str, dict[str, str]]:
@@ -150,7 +166,9 @@ def _chat_url() -> tuple[str, dict[str, str]]:
     return f"{upstream}/v1/chat/completions", headers
 
 
-def ask(http: httpx.Client, *, model: str, prompt: str, max_tokens: int, temperature: float) -> tuple[str, float]:
+def ask(
+    http: httpx.Client, *, model: str, prompt: str, max_tokens: int, temperature: float
+) -> tuple[str, float]:
     """One non-streamed answer from the model server and how long it took, in seconds."""
     url, headers = _chat_url()
     body = {

@@ -28,7 +28,9 @@ def to_csv(models: list[str], rows: list[BatchRow]) -> str:
 def to_jsonl(models: list[str], rows: list[BatchRow]) -> str:
     """One object per prompt: ``{"prompt", "outputs": {model: text}}``."""
     lines = (
-        json.dumps({"prompt": row.prompt, "outputs": {m: row.outputs[m].output for m in models}}, ensure_ascii=False)
+        json.dumps(
+            {"prompt": row.prompt, "outputs": {m: row.outputs[m].output for m in models}}, ensure_ascii=False
+        )
         for row in rows
     )
     return "".join(line + "\n" for line in lines)

@@ -1,0 +1,68 @@
+"""REST: /api/v1/playground — blind votes with their leaderboard, and batch comparisons."""
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from app.api.deps import SessionDep, StoreDep, commit
+from app.api.errors import error_body
+from app.playground import batch as batches
+from app.playground import exports, service
+from app.playground.schemas import BatchCreate, BatchPublic, VoteCreate, VotePublic, VoteSummary
+from app.playground.service import PlaygroundInvalid
+
+router = APIRouter(prefix="/api/v1/playground", tags=["playground"])
+
+
+def _invalid(exc: PlaygroundInvalid) -> JSONResponse:
+    return JSONResponse(error_body(str(exc), status=422, param=exc.param, code=exc.code), status_code=422)
+
+
+@router.post("/votes", response_model=VotePublic, summary="Record a blind A/B vote between two served models")
+def create_vote(session: SessionDep, store: StoreDep, body: VoteCreate) -> Response:
+    try:
+        vote = service.record_vote(session=session, store=store, **body.model_dump())
+    except PlaygroundInvalid as exc:
+        return _invalid(exc)
+    commit(session)
+    return JSONResponse(VotePublic.of(vote).model_dump())
+
+
+@router.get("/votes/summary", response_model=VoteSummary, summary="Wins, losses, ties and win rate per model")
+def vote_summary(session: SessionDep) -> VoteSummary:
+    return service.vote_summary(session=session)
+
+
+@router.post(
+    "/batches", response_model=BatchPublic, summary="Answer prompts with 2–4 models, in the background"
+)
+def create_batch(session: SessionDep, store: StoreDep, body: BatchCreate) -> Response:
+    try:
+        batch = batches.create_batch(session=session, store=store, body=body)
+    except PlaygroundInvalid as exc:
+        return _invalid(exc)
+    commit(session)
+    return JSONResponse(BatchPublic.of(batch, []).model_dump(mode="json"))
+
+
+@router.get(
+    "/batches/{batch_id}", response_model=BatchPublic, summary="Status, progress and the answers so far"
+)
+def get_batch(session: SessionDep, batch_id: str) -> BatchPublic:
+    batch = batches.get_batch(session=session, batch_id=batch_id)
+    return BatchPublic.of(batch, batches.batch_rows(session=session, batch=batch))
+
+
+@router.get("/batches/{batch_id}/export.csv", summary="The answers as CSV: prompt, then one column per model")
+def export_csv(session: SessionDep, batch_id: str) -> Response:
+    batch = batches.get_batch(session=session, batch_id=batch_id)
+    text = exports.to_csv(batch.models, batches.batch_rows(session=session, batch=batch))
+    disposition = f'attachment; filename="{batch.id}.csv"'
+    return Response(text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})
+
+
+@router.get("/batches/{batch_id}/export.jsonl", summary="The answers as JSON lines, one object per prompt")
+def export_jsonl(session: SessionDep, batch_id: str) -> Response:
+    batch = batches.get_batch(session=session, batch_id=batch_id)
+    text = exports.to_jsonl(batch.models, batches.batch_rows(session=session, batch=batch))
+    disposition = f'attachment; filename="{batch.id}.jsonl"'
+    return Response(text, media_type="application/x-ndjson", headers={"Content-Disposition": disposition})

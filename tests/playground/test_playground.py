@@ -1,0 +1,277 @@
+"""The playground: blind votes (stored, validated, summed into a leaderboard with each model's
+record against its base), batch comparisons run end to end against the real model server with
+safe CSV/JSONL exports and escaped tables, and the page with the served models in its pickers."""
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.ids import new_id
+from app.models import Job, JobStatus
+from tests.e2e.support import wait_for
+from tests.serving.conftest import NEW_TOKENS, QUESTION, Served
+
+PROMPTS = [QUESTION[0]["content"], "=SUM(A1)", "<script>alert(1)</script> Say hi"]
+
+
+def succeeded_job(base: str) -> str:
+    """A finished chat job whose adapter the catalog serves as ``<base>:<job>``."""
+    from app.db import session_scope
+
+    job_id = new_id("ftjob")
+    with session_scope() as session:
+        session.add(
+            Job(
+                id=job_id,
+                model=base,
+                training_file="file-x",
+                status=JobStatus.succeeded,
+                adapter_key=f"jobs/{job_id}/adapter",
+            )
+        )
+    return f"{base}:{job_id}"
+
+
+@pytest.fixture
+def adapters(tiny_model: str) -> list[str]:
+    return [succeeded_job(tiny_model), succeeded_job(tiny_model)]
+
+
+def vote(client: TestClient, a: str, b: str, winner: str, prompt: str = "hi") -> httpx.Response:
+    body = {"model_a": a, "model_b": b, "winner": winner, "prompt": prompt}
+    return client.post("/api/v1/playground/votes", json=body)
+
+
+def test_votes_are_stored_and_validated(client: TestClient, tiny_model: str, adapters: list[str]) -> None:
+    stored = vote(client, adapters[0], tiny_model, "a", "x" * 5000)
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["id"].startswith("vote-") and len(stored.json()["prompt"]) == 2000
+
+    unknown_winner = vote(client, adapters[0], tiny_model, "c")
+    assert unknown_winner.status_code == 422 and unknown_winner.json()["error"]["param"] == "winner"
+    same = vote(client, tiny_model, tiny_model, "tie")
+    assert same.status_code == 422 and "different" in same.json()["error"]["message"]
+    missing = vote(client, "tiny-llama:ftjob-nope", tiny_model, "b")
+    assert missing.status_code == 422
+    assert "not a served model: 'tiny-llama:ftjob-nope'" in missing.json()["error"]["message"]
+    assert client.get("/api/v1/playground/votes/summary").json()["votes"] == 1
+
+
+def test_the_summary_counts_wins_losses_ties_and_head_to_head_against_the_base(
+    client: TestClient, tiny_model: str, adapters: list[str]
+) -> None:
+    one, two = adapters
+    for a, b, winner in [
+        (one, tiny_model, "a"),
+        (one, tiny_model, "a"),
+        (tiny_model, one, "a"),
+        (one, tiny_model, "tie"),
+        (two, one, "a"),
+        (two, tiny_model, "b"),
+    ]:
+        assert vote(client, a, b, winner).status_code == 200
+    summary = client.get("/api/v1/playground/votes/summary").json()
+    assert summary["votes"] == 6
+    rows = {row["model"]: row for row in summary["data"]}
+    assert {k: rows[one][k] for k in ("wins", "losses", "ties", "games")} == {
+        "wins": 2,
+        "losses": 2,
+        "ties": 1,
+        "games": 5,
+    }
+    assert rows[one]["win_rate"] == pytest.approx(2.5 / 5)
+    assert rows[one]["vs_base"] == {
+        "opponent": tiny_model,
+        "wins": 2,
+        "losses": 1,
+        "ties": 1,
+        "games": 4,
+        "win_rate": pytest.approx(2.5 / 4),
+    }
+    assert (rows[tiny_model]["wins"], rows[tiny_model]["losses"], rows[tiny_model]["ties"]) == (2, 2, 1)
+    assert rows[tiny_model]["vs_base"] is None  # a base has no base
+    assert (rows[two]["wins"], rows[two]["losses"], rows[two]["games"]) == (1, 1, 2)
+    assert rows[two]["vs_base"]["games"] == 1 and rows[two]["vs_base"]["win_rate"] == 0
+
+    board = client.get("/playground/leaderboard")
+    assert board.status_code == 200 and 'data-votes="6"' in board.text
+    assert "2–1–1" in board.text  # the first adapter against its base
+
+
+def test_batch_requests_are_validated(client: TestClient, tiny_model: str, adapters: list[str]) -> None:
+    url = "/api/v1/playground/batches"
+    one = client.post(url, json={"models": [tiny_model], "prompts": ["hi"]})
+    assert one.status_code == 422 and one.json()["error"]["param"] == "models"
+    both = client.post(url, json={"models": adapters, "prompts": ["hi"], "source": {"job_id": "ftjob-x"}})
+    assert both.status_code == 422
+    unknown = client.post(url, json={"models": [tiny_model, "nope"], "prompts": ["hi"]})
+    assert unknown.status_code == 422 and "'nope'" in unknown.json()["error"]["message"]
+    blank = client.post(url, json={"models": adapters, "prompts": [" ", ""]})
+    assert blank.status_code == 422 and blank.json()["error"]["param"] == "prompts"
+    too_many = client.post(url, json={"models": adapters, "prompts": ["q"] * 101})
+    assert too_many.status_code == 422
+    no_job = client.post(url, json={"models": adapters, "source": {"job_id": "ftjob-nope"}})
+    assert no_job.status_code == 404
+
+
+def test_a_batch_fails_with_a_message_when_the_model_server_is_down(
+    client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
+    get_settings.cache_clear()
+    created = client.post("/api/v1/playground/batches", json={"models": adapters, "prompts": ["hi"]})
+    assert created.status_code == 200, created.text
+    url = f"/api/v1/playground/batches/{created.json()['id']}"
+    batch = wait_for(
+        lambda: (b := client.get(url).json())["status"] == "failed" and b, timeout=30, message="the batch"
+    )
+    assert "not reachable" in batch["error"] and batch["progress"] == 0
+
+
+def test_a_batch_left_running_by_a_restart_is_picked_up_when_the_web_app_starts(
+    client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+    from app.db import session_scope
+    from app.main import create_app
+    from app.models import BatchOutput, BatchRun, BatchStatus
+
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
+    get_settings.cache_clear()
+    with session_scope() as session:  # what a web process killed mid-batch leaves behind
+        session.add(
+            BatchRun(id="batch-left", models=adapters, status=BatchStatus.running, total=2, progress=1)
+        )
+        session.flush()
+        session.add(
+            BatchOutput(batch_id="batch-left", prompt_index=0, model=adapters[0], prompt="hi", output="x")
+        )
+        session.add(BatchOutput(batch_id="batch-left", prompt_index=0, model=adapters[1], prompt="hi"))
+    with TestClient(create_app()) as restarted:  # starting runs the open cell again
+        batch = wait_for(
+            lambda: (
+                (b := restarted.get("/api/v1/playground/batches/batch-left").json())["status"] == "failed"
+                and b
+            ),
+            timeout=30,
+            message="the batch to be picked up",
+        )
+    assert "not reachable" in batch["error"] and batch["progress"] == 1  # the answered cell was kept
+
+
+def test_the_page_renders_without_any_served_model(client: TestClient) -> None:
+    page = client.get("/playground")
+    assert page.status_code == 200 and "No model is served yet" in page.text
+    assert 'href="/playground"' in page.text  # the nav link
+
+
+# ---- against the real model server ----------------------------------------------------------
+
+
+@pytest.fixture
+def web(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The web app on the served models' database, its /v1 and batches going to that server."""
+    from app.config import get_settings
+    from app.main import create_app
+
+    for key in ("TUNEDECK_DATA_DIR", "DATABASE_URL"):
+        monkeypatch.setenv(key, served.env[key])
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
+    get_settings.cache_clear()
+    with TestClient(create_app()) as client:
+        yield client
+    get_settings.cache_clear()
+
+
+def direct(served: Served, model: str, prompt: str, max_tokens: int = NEW_TOKENS) -> str:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    }
+    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120)
+    return str(reply.json()["choices"][0]["message"]["content"])
+
+
+def finished(web: TestClient, batch_id: str) -> dict[str, Any]:
+    url = f"/api/v1/playground/batches/{batch_id}"
+    return wait_for(
+        lambda: (b := web.get(url).json())["status"] in ("succeeded", "failed") and b,
+        timeout=180,
+        message="the batch",
+    )
+
+
+@pytest.mark.slow
+def test_a_batch_compares_models_end_to_end_and_exports_safely(
+    web: TestClient, served: Served, references: dict[str, str]
+) -> None:
+    models = ["tiny-llama", served.adapters[0]]
+    body = {"models": models, "prompts": PROMPTS, "max_tokens": NEW_TOKENS, "temperature": 0}
+    created = web.post("/api/v1/playground/batches", json=body)
+    assert created.status_code == 200, created.text
+    assert created.json()["status"] == "queued" and created.json()["total"] == 6
+    batch = finished(web, created.json()["id"])
+    assert batch["status"] == "succeeded", batch["error"]
+    assert batch["progress"] == 6 and [r["prompt"] for r in batch["rows"]] == PROMPTS
+    for row in batch["rows"]:
+        assert list(row["outputs"]) == models
+        for model in models:
+            cell = row["outputs"][model]
+            assert cell["output"] == direct(served, model, row["prompt"]), (model, row["prompt"])
+            assert cell["latency_s"] > 0
+    question = {m: cell["output"] for m, cell in batch["rows"][0]["outputs"].items()}
+    assert question["tiny-llama"] == references["tiny-llama"]
+    assert question[served.adapters[0]] == references[served.adapters[0]]
+    assert question["tiny-llama"] != question[served.adapters[0]]  # the adapter changed the answer
+
+    exported = web.get(f"/api/v1/playground/batches/{batch['id']}/export.csv")
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    table = list(csv.reader(io.StringIO(exported.text)))
+    assert table[0] == ["prompt", *models] and len(table) == 4
+    assert table[2][0] == "'=SUM(A1)"
+    assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for line in table for cell in line)
+
+    lines = web.get(f"/api/v1/playground/batches/{batch['id']}/export.jsonl").text.splitlines()
+    objects = [json.loads(line) for line in lines]
+    assert [o["prompt"] for o in objects] == PROMPTS
+    assert objects[0]["outputs"] == {m: question[m] for m in models}
+
+    html = web.get(f"/playground/batches/{batch['id']}").text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Say hi" in html and "<script>alert" not in html
+    assert "hx-trigger" not in html and "export.csv" in html  # finished: no more polling
+
+
+@pytest.mark.slow
+def test_a_batch_takes_its_prompts_from_a_jobs_validation_split(web: TestClient, served: Served) -> None:
+    job_id = served.adapters[0].split(":")[1]
+    body = {"models": served.adapters, "source": {"job_id": job_id}, "limit": 2, "max_tokens": 3}
+    created = web.post("/api/v1/playground/batches", json=body)
+    assert created.status_code == 200, created.text
+    batch = finished(web, created.json()["id"])
+    assert batch["status"] == "succeeded" and batch["source_job"] == job_id
+    prompts = [row["prompt"] for row in batch["rows"]]
+    assert len(prompts) == 2 and all(p.startswith("What is ") and p.endswith("?") for p in prompts)
+
+
+@pytest.mark.slow
+def test_the_page_lists_every_served_model_in_its_pickers(web: TestClient, served: Served) -> None:
+    page = web.get("/playground")
+    assert page.status_code == 200
+    for name in ("tiny-llama", *served.adapters, served.checkpoint, served.merged):
+        assert f'<option value="{name}">' in page.text
+    for group in ("Base models", "Adapters", "Checkpoints", "Merged"):
+        assert f'<optgroup label="{group}">' in page.text
+    assert f'data-defaults="tiny-llama,{served.adapters[1]}"' in page.text  # the newest adapter
+    assert '<script src="/static/js/playground.js">' in page.text
+    blind = web.get("/playground", params={"blind": 1})
+    assert 'data-blind="1"' in blind.text and 'name="candidate"' in blind.text
