@@ -2,11 +2,18 @@
 series still loads fast: each series keeps at most about ``max_points`` points, and every
 bucket keeps its minimum and its maximum, so spikes and dips stay visible."""
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlmodel import Session, col, func, select
 
 from app.models import Metric
+
+CACHE_SIZE = 16
+_cache: "OrderedDict[tuple[Any, ...], dict[str, Series]]" = OrderedDict()
+_cache_lock = threading.Lock()
 
 
 @dataclass
@@ -41,6 +48,13 @@ def job_series(
         .where(*scope)
         .group_by(Metric.key)
     ).all()
+    # Points are only appended (a resumed attempt deletes some, and the count changes): the same
+    # last id and counts mean the same series, so a finished job's charts are computed once.
+    cache_key = (job_id, int(last_id), max_points, tuple(sorted(keys or [])), tuple(map(tuple, stats)))
+    with _cache_lock:
+        if cache_key in _cache:
+            _cache.move_to_end(cache_key)
+            return int(last_id), _cache[cache_key]
     series: dict[str, Series] = {}
     for key, count, low, high in stats:
         one = series[key] = Series(total=int(count))
@@ -55,6 +69,11 @@ def job_series(
             continue
         one.downsampled = True
         _buckets(session, one, job_id, int(last_id), key, int(low), int(high), max(1, max_points // 2))
+    if any(one.downsampled for one in series.values()):  # only what was costly to compute
+        with _cache_lock:
+            _cache[cache_key] = series
+            while len(_cache) > CACHE_SIZE:
+                _cache.popitem(last=False)
     return int(last_id), series
 
 
