@@ -18,6 +18,7 @@ from app.paths import resource_dir
 from app.playground import api as playground_api
 from app.playground import views as playground_views
 from app.presets import api as presets_api
+from app.security import SecurityHeaders
 from app.serving import proxy as serving_proxy
 
 
@@ -55,6 +56,7 @@ def create_app() -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

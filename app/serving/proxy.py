@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
 
 from app.config import get_settings
 
@@ -14,14 +13,7 @@ router = APIRouter(prefix="/v1", tags=["model server (pass-through)"])
 
 # Hop-by-hop and length headers are the proxy's own business.
 _DROP = {"host", "content-length", "connection", "keep-alive", "transfer-encoding", "accept-encoding"}
-_client: httpx.AsyncClient | None = None
-
-
-def _http() -> httpx.AsyncClient:
-    global _client
-    if _client is None:
-        _client = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=600.0))
-    return _client
+TIMEOUT = httpx.Timeout(10.0, read=600.0)
 
 
 async def _pass(request: Request, path: str) -> Response:
@@ -34,7 +26,8 @@ async def _pass(request: Request, path: str) -> Response:
     }
     if settings.model_server_api_key:
         headers["authorization"] = f"Bearer {settings.model_server_api_key}"
-    outgoing = _http().build_request(
+    http = httpx.AsyncClient(timeout=TIMEOUT)  # one per request: it lives as long as the stream
+    outgoing = http.build_request(
         request.method,
         f"{upstream}/v1/{path}",
         params=request.query_params,
@@ -42,8 +35,9 @@ async def _pass(request: Request, path: str) -> Response:
         content=await request.body(),
     )
     try:
-        answer = await _http().send(outgoing, stream=True)
+        answer = await http.send(outgoing, stream=True)
     except httpx.TransportError:
+        await http.aclose()
         message = (
             f"The model server at {upstream} is not reachable. `tunedeck run` starts one; "
             "on its own it is `tunedeck serve`, or set TUNEDECK_MODEL_SERVER_URL."
@@ -59,13 +53,16 @@ async def _pass(request: Request, path: str) -> Response:
         return JSONResponse(body, status_code=503)
 
     async def relay() -> AsyncIterator[bytes]:
-        async for chunk in answer.aiter_raw():
-            yield chunk
+        try:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+        finally:  # also when the client went away: closing upstream stops the generation there
+            await answer.aclose()
+            await http.aclose()
 
     kept = {k: v for k, v in answer.headers.items() if k.lower() not in _DROP | {"content-encoding"}}
-    return StreamingResponse(
-        relay(), status_code=answer.status_code, headers=kept, background=BackgroundTask(answer.aclose)
-    )
+
+    return StreamingResponse(relay(), status_code=answer.status_code, headers=kept)
 
 
 @router.get("/models", summary="Every servable model: bases, adapters, checkpoints, merged models")

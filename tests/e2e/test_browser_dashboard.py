@@ -26,8 +26,11 @@ FORM = {
 }
 
 
-def watched_page(browser: Any, width: int = 1400) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": width, "height": 900})
+def watched_page(browser: Any, width: int = 1400, enforce_csp: bool = False) -> tuple[Any, list[str]]:
+    """A page that records console errors. Tests that poll the page with wait_for_function need
+    the content security policy bypassed (Playwright evaluates those strings); the tour of every
+    page at the end enforces it, so a policy violation there is a console error."""
+    page = browser.new_page(viewport={"width": width, "height": 900}, bypass_csp=not enforce_csp)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -129,10 +132,11 @@ def test_start_watch_cancel_filter_and_compare_in_the_browser(browser: Any, embe
         "datasets": "/datasets",
         "dataset": f"/datasets/{file_id}",
         "models": "/models",
+        "playground": "/playground",
         "compare": compare_url.removeprefix(url),
     }
     for width in (1280, 1920):
-        wide, wide_errors = watched_page(browser, width)
+        wide, wide_errors = watched_page(browser, width, enforce_csp=True)
         for name, path in pages.items():
             wide.goto(url + path)
             wide.wait_for_load_state("networkidle") if name != "job" else wide.wait_for_timeout(1500)

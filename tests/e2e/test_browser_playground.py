@@ -49,7 +49,7 @@ def web_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 def watched_page(browser: Any) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
