@@ -161,11 +161,10 @@ def list_jobs(
     session: Session,
     after: str | None = None,
     limit: int = 20,
-    status: JobStatus | None = None,
     filters: "JobFilter | None" = None,
 ) -> tuple[list[Job], bool]:
     """Newest first, cursor-paginated: jobs created before job ``after``; and whether more exist."""
-    query = select(Job).where(*(filters or JobFilter(status=status)).where())
+    query = select(Job).where(*(filters or JobFilter()).where())
     if after is not None:
         cursor = get_job(session=session, job_id=after)
         query = query.where(

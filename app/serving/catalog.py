@@ -36,20 +36,24 @@ def _chat_job(job: Job) -> bool:
     return job.hyperparameters.get("task_type", "CAUSAL_LM") == "CAUSAL_LM"
 
 
-def served_models(session: Session, store: LocalArtifactStore) -> list[ServedModel]:
-    """Base models, then adapters, checkpoints and merged models, newest first within each."""
+def served_models(
+    session: Session, store: LocalArtifactStore, *, job_id: str | None = None
+) -> list[ServedModel]:
+    """Base models, then adapters, checkpoints and merged models, newest first within each;
+    ``job_id`` narrows the jobs' part to that one job (what ``resolve`` needs per request)."""
     bases = {b.id: b for b in session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).all()}
     out = [
         ServedModel(b.id, "base", b.id, b.path, b.path, b.created_at, trust_remote_code=b.trust_remote_code)
         for b in bases.values()
     ]
-    jobs = {
-        j.id: j
-        for j in session.exec(
-            select(Job).order_by(col(Job.finished_at).desc(), col(Job.created_at).desc())
-        ).all()
-        if j.model in bases and _chat_job(j)
-    }
+    job_query = select(Job).order_by(col(Job.finished_at).desc(), col(Job.created_at).desc())
+    checkpoint_query = select(Checkpoint).order_by(col(Checkpoint.step).desc())
+    merge_query = select(Merge).where(Merge.status == "succeeded").order_by(col(Merge.finished_at).desc())
+    if job_id is not None:
+        job_query = job_query.where(Job.id == job_id)
+        checkpoint_query = checkpoint_query.where(Checkpoint.job_id == job_id)
+        merge_query = merge_query.where(Merge.job_id == job_id)
+    jobs = {j.id: j for j in session.exec(job_query).all() if j.model in bases and _chat_job(j)}
 
     def entry(job: Job, name: str, kind: Kind, key: str, created: datetime) -> ServedModel:
         base = bases[job.model]
@@ -68,16 +72,12 @@ def served_models(session: Session, store: LocalArtifactStore) -> list[ServedMod
                     job.finished_at or job.created_at,
                 )
             )
-    checkpoints = session.exec(select(Checkpoint).order_by(col(Checkpoint.step).desc())).all()
-    for checkpoint in checkpoints:
+    for checkpoint in session.exec(checkpoint_query).all():
         owner = jobs.get(checkpoint.job_id)
         if owner is not None:
             name = f"{owner.model}:{owner.id}:ckpt-{checkpoint.step}"
             out.append(entry(owner, name, "checkpoint", checkpoint.artifact_key, checkpoint.created_at))
-    merges = session.exec(
-        select(Merge).where(Merge.status == "succeeded").order_by(col(Merge.finished_at).desc())
-    )
-    for merge in merges.all():
+    for merge in session.exec(merge_query).all():
         merged_job = jobs.get(merge.job_id)
         if merged_job is not None and merge.artifact_key:
             created = merge.finished_at or merge.created_at
@@ -87,8 +87,10 @@ def served_models(session: Session, store: LocalArtifactStore) -> list[ServedMod
 
 
 def resolve(session: Session, store: LocalArtifactStore, name: str) -> ServedModel | None:
-    """The model called ``name``, or None."""
-    for model in served_models(session, store):
+    """The model called ``name``, or None (reads only the job the name refers to)."""
+    parts = name.split(":")
+    job_id = parts[1] if len(parts) > 1 else ""  # a base's name has no job part: no job matches ""
+    for model in served_models(session, store, job_id=job_id):
         if model.id == name:
             return model
     return None
