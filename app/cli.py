@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,6 +20,13 @@ from app.config import get_settings
 log = logging.getLogger("tunedeck")
 DEMO_DATASET = Path(__file__).parent / "demo" / "demo_dataset.jsonl"
 SMOLLM2_ID = "smollm2-135m-instruct"
+CLIENT_COMMANDS = ("jobs", "datasets")
+
+
+def _say(text: str) -> None:
+    """Output meant for the person at the terminal (secrets shown once), not for the log."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
 
 
 def _use_data_dir(data_dir: str | None) -> None:
@@ -62,6 +70,88 @@ def cmd_register(args: argparse.Namespace) -> int:
         record.path,
     )
     return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    """An admin account for scripts and first installs; prints what it made."""
+    from app.auth import service
+    from app.db import migrate, session_scope
+    from app.models import Role
+
+    migrate()
+    password = args.password or secrets.token_urlsafe(12)
+    try:
+        with session_scope() as session:
+            user = service.create_user(
+                session=session,
+                username=args.username,
+                password=password,
+                role=Role.admin,
+                must_change_password=not args.password,
+            )
+            service.audit(
+                session=session,
+                user_id=None,
+                username="(cli)",
+                action="user_created",
+                object_type="user",
+                object_id=user.username,
+                detail={"role": "admin"},
+            )
+    except service.AccountError as exc:
+        log.error("%s", exc)
+        return 2
+    _say(f"created admin {user.username!r}")
+    if not args.password:
+        _say(f"one-time password (change it at first login): {password}")
+    return 0
+
+
+def cmd_api_key_create(args: argparse.Namespace) -> int:
+    """A named API key for a user, printed once (only its hash is stored)."""
+    from app.auth import service
+    from app.db import migrate, session_scope
+
+    migrate()
+    try:
+        with session_scope() as session:
+            user = service.get_user(session=session, username=args.user)
+            key, secret = service.create_api_key(session=session, user=user, name=args.name)
+            service.audit(
+                session=session,
+                user_id=user.id,
+                username=user.username,
+                action="api_key_created",
+                object_type="api_key",
+                object_id=key.id,
+                detail={"name": key.name, "via": "cli"},
+            )
+    except service.AccountError as exc:
+        log.error("%s", exc)
+        return 2
+    _say(secret)
+    return 0
+
+
+def ensure_first_admin() -> None:
+    """On the very first start there is nobody to log in as: make an admin with a one-time password
+    and print it once, on this terminal (never into the log)."""
+    from app.auth import service
+    from app.db import session_scope
+    from app.models import Role
+
+    with session_scope() as session:
+        if service.count_users(session=session):
+            return
+        password = secrets.token_urlsafe(12)
+        service.create_user(
+            session=session, username="admin", password=password, role=Role.admin, must_change_password=True
+        )
+    _say(
+        "\n  First start: created user 'admin' with the one-time password\n\n"
+        f"      {password}\n\n"
+        "  Log in with it and choose your own (it is shown only now).\n"
+    )
 
 
 def bootstrap() -> None:
@@ -185,6 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     migrate()
     bootstrap()
+    ensure_first_admin()
     worker_name = f"tunedeck-{os.getpid()}@{socket.gethostname()}"
     serve_port = args.serve_port or args.port + 1
     env = dict(os.environ)
@@ -291,6 +382,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--trust-remote-code", action="store_true", help="allow the folder's own Python code"
     )
     register.set_defaults(func=cmd_register)
+    admin = add("create-admin", "create an admin user (prints a one-time password if none is given)")
+    admin.add_argument("--username", default="admin")
+    admin.add_argument("--password", default=None, help="at least 8 characters; omit to generate one")
+    admin.set_defaults(func=cmd_create_admin)
+    keys = sub.add_parser("api-key", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="api_key_command", required=True)
+    key_create = keys_sub.add_parser("create", help="create an API key for a user and print it (once)")
+    key_create.add_argument("--data-dir", default=None)
+    key_create.add_argument("--user", required=True, help="the username the key acts as")
+    key_create.add_argument("--name", required=True, help="what the key is for, e.g. ci")
+    key_create.set_defaults(func=cmd_api_key_create)
+    from app.client.cli import add_client_commands  # `jobs`, `datasets`: clients of a running server
+
+    add_client_commands(sub)
     return parser
 
 
@@ -298,5 +403,6 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s tunedeck %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    _use_data_dir(args.data_dir)
+    if args.command not in CLIENT_COMMANDS:  # the client commands only talk to a server's API
+        _use_data_dir(args.data_dir)
     sys.exit(args.func(args))

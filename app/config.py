@@ -29,6 +29,15 @@ class Settings(BaseSettings):
         validation_alias="TUNEDECK_ARTIFACTS_DIR",
         description="Datasets, checkpoints, adapters and merged models; default <data_dir>/artifacts",
     )
+    # --- Artifact store backend (app/storage.py, docs/storage.md) ---
+    # "s3" keeps artifacts in an S3-compatible bucket so that workers and model servers on other
+    # hosts share them; local copies are cached under <data_dir>/cache/s3. Credentials come from
+    # the standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment (never read or logged here).
+    storage: str = Field("local", pattern="^(local|s3)$", description="Artifact store: local or s3")
+    s3_bucket: str | None = Field(None, description="Bucket for TUNEDECK_STORAGE=s3")
+    s3_prefix: str = Field("", description="Key prefix inside the bucket, e.g. 'tunedeck/prod'")
+    s3_endpoint_url: str | None = Field(None, description="For MinIO, moto, etc.; unset for AWS S3")
+    s3_region: str = Field("us-east-1", description="The bucket's region")
     queue: str = Field("tunedeck", description="Celery queue the training tasks go to")
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "tunedeck" / "models",
@@ -63,10 +72,23 @@ class Settings(BaseSettings):
     model_server_api_key: str | None = Field(
         None, description="Bearer token for an external OpenAI-compatible server (never logged)"
     )
+    internal_token: str | None = Field(
+        None,
+        description="Token the web app uses with tunedeck's model server; by default one generated "
+        "and kept in the database (set it when web and model server use different databases)",
+    )
+    cookie_secure: bool | None = Field(
+        None, description="Mark the login cookie Secure; default: when the request came over https"
+    )
     serve_max_adapters: int = Field(8, ge=1, le=256, description="Adapters kept loaded per base model (LRU)")
     serve_max_merged: int = Field(2, ge=1, le=16, description="Merged models kept loaded (LRU)")
     fault_injection: str | None = Field(
         None, description="For fault tests only, e.g. 'oom_at_step=2,step_delay=0.1' (see app/faults.py)"
+    )
+    # --- Webhooks (app/webhooks): signed POSTs when jobs finish or raise alerts, retried with backoff ---
+    webhook_max_attempts: int = Field(6, ge=1, le=50, description="POSTs a delivery gets before it fails")
+    webhook_backoff_seconds: float = Field(
+        5.0, ge=0, description="Wait before a delivery's 2nd POST; doubles after each failure, at most 1 h"
     )
     default_base_model: str = "smollm2-135m-instruct"
 

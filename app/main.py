@@ -4,10 +4,13 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.api.errors import install_error_handlers
+from app.auth import api as accounts_api
+from app.auth import views as accounts_views
+from app.auth.deps import current_user
 from app.basemodels import api as models_api
 from app.basemodels import views as models_views
 from app.datasets import api as files_api
@@ -20,17 +23,22 @@ from app.playground import views as playground_views
 from app.presets import api as presets_api
 from app.security import SecurityHeaders
 from app.serving import proxy as serving_proxy
+from app.webhooks import api as webhooks_api
+from app.webhooks import views as webhooks_views
 
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     from app.playground.batch import resume_unfinished
+    from app.webhooks.delivery import start_webhook_sender
 
     try:
         resume_unfinished()  # batch compares a previous web process left half-done
     except Exception:  # a database not migrated yet must not keep the app from starting
         logging.getLogger(__name__).exception("could not resume unfinished batches")
+    sender = start_webhook_sender()  # POSTs the webhook outbox; claims keep processes from doubling up
     yield
+    sender.stop()
 
 
 def create_app() -> FastAPI:
@@ -41,7 +49,11 @@ def create_app() -> FastAPI:
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
         lifespan=_lifespan,
     )
+    app.include_router(accounts_views.public)
+    app.include_router(accounts_views.router)
+    signed_in = [Depends(current_user)]  # every route below needs a login or an API key
     for module in (
+        accounts_api,
         files_api,
         jobs_api,
         models_api,
@@ -52,8 +64,10 @@ def create_app() -> FastAPI:
         datasets_views,
         models_views,
         playground_views,
+        webhooks_api,
+        webhooks_views,
     ):
-        app.include_router(module.router)
+        app.include_router(module.router, dependencies=signed_in)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)
     app.add_middleware(SecurityHeaders)

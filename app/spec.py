@@ -118,6 +118,13 @@ class TrainingSpec(BaseModel):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field(
         "auto", description="auto: bf16 where the device supports it, fp32 on CPU"
     )
+    num_processes: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Data-parallel training processes on one host (one per GPU; gloo on CPU): "
+        "each takes batch_size rows per step, so the effective batch grows with them",
+    )
 
     @field_validator("target_modules")
     @classmethod

@@ -2,7 +2,9 @@
 
 from datetime import UTC, datetime
 
+from fastapi import Request
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 
 from app.paths import resource_dir
 
@@ -43,3 +45,22 @@ templates.env.filters["ago"] = _ago
 templates.env.filters["iso"] = _iso
 templates.env.filters["until"] = _until
 templates.env.filters["num"] = _num
+
+
+def _user(request: Request) -> object:
+    """The signed-in principal (None on the login page)."""
+    return getattr(request.state, "principal", None)
+
+
+def _csrf_token(request: Request) -> str:
+    return str(getattr(_user(request), "csrf_token", "") or "")
+
+
+def _csrf_field(request: Request) -> Markup:
+    """The hidden input every state-changing form carries."""
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(escape(_csrf_token(request)))
+
+
+templates.env.globals["current_user"] = _user
+templates.env.globals["csrf_token"] = _csrf_token
+templates.env.globals["csrf_field"] = _csrf_field

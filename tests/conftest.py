@@ -94,7 +94,26 @@ def configured(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: st
 
 
 @pytest.fixture
-def client(configured: Path) -> Iterator[TestClient]:
+def admin_key(configured: Path) -> str:
+    """An admin's API key (user ``admin``) in this test's database."""
+    from tests.accounts import make_user
+
+    return make_user("admin", "admin")
+
+
+@pytest.fixture
+def client(configured: Path, admin_key: str) -> Iterator[TestClient]:
+    """The app, as the admin with an API key (other users: the ``login_as`` fixture)."""
+    from app.main import create_app
+    from tests.accounts import bearer
+
+    with TestClient(create_app(), headers=bearer(admin_key)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anonymous(configured: Path) -> Iterator[TestClient]:
+    """The app with no credentials at all."""
     from app.main import create_app
 
     with TestClient(create_app()) as test_client:

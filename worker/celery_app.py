@@ -24,9 +24,23 @@ def _start_reaper(sender: object = None, **_: object) -> None:
     Reaper().start()
     _beacon = Beacon(str(getattr(sender, "hostname", None) or "worker"))
     _beacon.start()
+    _start_webhook_sender()
+
+
+_webhooks = None
+
+
+def _start_webhook_sender() -> None:
+    """Workers send the webhook outbox too, so deliveries go out even when no web app runs."""
+    global _webhooks
+    from app.webhooks.delivery import start_webhook_sender
+
+    _webhooks = start_webhook_sender()
 
 
 @worker_shutdown.connect
 def _sign_off(**_: object) -> None:
     if _beacon is not None:
         _beacon.stop()
+    if _webhooks is not None:
+        _webhooks.stop()

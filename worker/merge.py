@@ -104,12 +104,13 @@ def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str, task
         "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM,
         "SEQ_CLS": AutoModelForSequenceClassification,
     }.get(task_type, AutoModelForCausalLM)
+    adapter_dir = store.local_path(adapter_key)  # fetched once when the store is remote
     if task_type == "SEQ_CLS":  # the job saved its label names beside the adapter
-        kwargs["config"] = AutoConfig.from_pretrained(str(store.path(adapter_key)))
+        kwargs["config"] = AutoConfig.from_pretrained(str(adapter_dir))
     model = auto_class.from_pretrained(base.path, **kwargs)
     tokenizer = AutoTokenizer.from_pretrained(base.path)
     _progress(merge, 0.4, "loading the adapter")
-    model = PeftModel.from_pretrained(model, str(store.path(adapter_key)))
+    model = PeftModel.from_pretrained(model, str(adapter_dir))
     _progress(merge, 0.6, "merging the LoRA weights into the base (merge_and_unload)")
     merged = model.merge_and_unload()
     _progress(merge, 0.8, "saving safetensors and the tokenizer")

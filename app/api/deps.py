@@ -7,7 +7,7 @@ from fastapi import Depends
 from sqlmodel import Session
 
 from app.db import finish, get_engine
-from app.storage import LocalArtifactStore, get_store
+from app.storage import ArtifactStore, get_store
 
 
 def get_session() -> Iterator[Session]:
@@ -26,4 +26,4 @@ def commit(session: Session) -> None:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
-StoreDep = Annotated[LocalArtifactStore, Depends(get_store)]
+StoreDep = Annotated[ArtifactStore, Depends(get_store)]

@@ -4,12 +4,15 @@ Service exceptions map to status codes here, once, for JSON and HTML routes alik
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.auth.deps import Forbidden, NotAuthenticated
+from app.auth.service import AccountError
 from app.basemodels.service import ModelFolderInvalid
 from app.datasets.parsing import DatasetInvalid
 from app.datasets.service import NotFound
@@ -19,10 +22,13 @@ from app.web import templates
 
 ERROR_TYPES = {
     400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
     404: "not_found_error",
     409: "conflict_error",
     413: "invalid_request_error",
     422: "invalid_request_error",
+    429: "rate_limit_error",
 }
 
 
@@ -52,6 +58,26 @@ def _respond(request: Request, status: int, body: dict[str, Any]) -> Response:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn service exceptions into 4xx responses."""
+
+    @app.exception_handler(NotAuthenticated)
+    async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
+        if not _wants_json(request):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            login = "/login?" + urlencode({"next": target})
+            if request.headers.get("HX-Request"):
+                return Response(status_code=401, headers={"HX-Redirect": login})
+            return RedirectResponse(login, status_code=303)
+        body = error_body(str(exc), status=401, code="invalid_api_key")
+        return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        return _respond(request, 403, error_body(str(exc), status=403, code="forbidden"))
+
+    @app.exception_handler(AccountError)
+    async def _account(request: Request, exc: AccountError) -> Response:
+        body = error_body(str(exc), status=exc.status, param=exc.param, code="invalid_" + exc.param)
+        return _respond(request, exc.status, body)
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> Response:

@@ -6,6 +6,8 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from app.api.deps import SessionDep
+from app.auth.access import can_see
+from app.auth.deps import CurrentUser
 from app.basemodels import service
 from app.jobs.merging import merged_models
 
@@ -30,7 +32,7 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 
 
 @router.get("", response_model=ModelList, summary="Base models and finished adapters")
-def list_models(session: SessionDep) -> ModelList:
+def list_models(session: SessionDep, user: CurrentUser) -> ModelList:
     bases = [
         ModelPublic(id=m.id, created=int(m.created_at.timestamp()), kind="base", n_params=m.n_params)
         for m in service.list_models(session=session)
@@ -44,6 +46,7 @@ def list_models(session: SessionDep) -> ModelList:
             job_id=job.id,
         )
         for job in service.list_adapters(session=session)
+        if can_see(job, user)
     ]
     merged = [
         ModelPublic(
@@ -53,6 +56,7 @@ def list_models(session: SessionDep) -> ModelList:
             parent=name.rsplit(":", 2)[0],
             job_id=merge.job_id,
         )
-        for merge, name in merged_models(session=session)
+        for merge, name, job in merged_models(session=session)
+        if can_see(job, user)
     ]
     return ModelList(data=bases + adapters + merged)

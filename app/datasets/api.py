@@ -2,10 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, UploadFile
+from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.deps import SessionDep, StoreDep, commit
+from app.auth.access import dataset_for, log_action, set_owner
+from app.auth.deps import CurrentUser
 from app.basemodels.service import get_model
 from app.config import get_settings
 from app.datasets import service
@@ -38,10 +40,13 @@ async def read_upload(upload: StarletteUpload) -> bytes:
 async def upload_file(
     session: SessionDep,
     store: StoreDep,
+    request: Request,
+    user: CurrentUser,
     file: UploadFile,
     purpose: Annotated[str, Form()] = "fine-tune",
     validation_split: Annotated[float, Form(ge=0.0, lt=1.0)] = 0.1,
     split_seed: Annotated[int, Form()] = 42,
+    private: Annotated[bool, Form(description="only you and admins see it")] = False,
 ) -> FilePublic:
     if purpose != "fine-tune":
         raise HTTPException(400, "purpose must be 'fine-tune'")
@@ -54,19 +59,28 @@ async def upload_file(
         validation_split=validation_split,
         split_seed=split_seed,
     )
+    set_owner(dataset, user, private=private)
+    log_action(session, request, user, "file_uploaded", "file", dataset.id, filename=dataset.filename)
     commit(session)
     return FilePublic.of(dataset)
 
 
 @router.get("", response_model=FileList)
-def list_files(session: SessionDep, limit: int = 100, offset: int = 0) -> FileList:
-    datasets, total = service.list_datasets(session=session, limit=min(limit, 1000), offset=offset)
+def list_files(
+    session: SessionDep,
+    user: CurrentUser,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> FileList:
+    datasets, total = service.list_datasets(
+        session=session, limit=limit, offset=offset, viewer_id=user.viewer_id
+    )
     return FileList(data=[FilePublic.of(d) for d in datasets], total=total)
 
 
 @router.get("/{file_id}", response_model=FilePublic)
-def get_file(session: SessionDep, file_id: str) -> FilePublic:
-    return FilePublic.of(service.get_dataset(session=session, dataset_id=file_id))
+def get_file(session: SessionDep, user: CurrentUser, file_id: str) -> FilePublic:
+    return FilePublic.of(dataset_for(session, file_id, user))
 
 
 @router.get(
@@ -77,11 +91,12 @@ def get_file(session: SessionDep, file_id: str) -> FilePublic:
 def file_stats(
     session: SessionDep,
     store: StoreDep,
+    user: CurrentUser,
     file_id: str,
     model: str | None = None,
-    max_seq_length: int = 1024,
+    max_seq_length: Annotated[int, Query(ge=16, le=1 << 20)] = 1024,
 ) -> TokenStatsPublic:
-    dataset = service.get_dataset(session=session, dataset_id=file_id)
+    dataset = dataset_for(session, file_id, user)
     base = get_model(session=session, model_id=model or get_settings().default_base_model)
     stats = service.token_stats(store=store, dataset=dataset, base_model=base, max_seq_length=max_seq_length)
     return TokenStatsPublic.model_validate(stats)
@@ -89,9 +104,14 @@ def file_stats(
 
 @router.get("/{file_id}/rows", response_model=RowsPage, summary="A page of a split's rows")
 def file_rows(
-    session: SessionDep, store: StoreDep, file_id: str, split: str = "train", page: int = 1
+    session: SessionDep,
+    store: StoreDep,
+    user: CurrentUser,
+    file_id: str,
+    split: str = "train",
+    page: Annotated[int, Query(ge=1, le=1 << 30)] = 1,
 ) -> RowsPage:
-    dataset = service.get_dataset(session=session, dataset_id=file_id)
+    dataset = dataset_for(session, file_id, user)
     if split not in service.SPLITS:
         raise HTTPException(422, f"split must be one of {', '.join(service.SPLITS)}")
     rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
@@ -104,8 +124,13 @@ def file_rows(
     summary="Cleaning report: duplicates, short outputs, mojibake, repeated outputs, too-long rows",
 )
 def file_cleaning(
-    session: SessionDep, store: StoreDep, file_id: str, query: Annotated[CleaningQuery, Query()]
+    session: SessionDep,
+    store: StoreDep,
+    user: CurrentUser,
+    file_id: str,
+    query: Annotated[CleaningQuery, Query()],
 ) -> CleaningReportPublic:
+    dataset_for(session, file_id, user)
     report = service.cleaning_report(
         session=session, store=store, dataset_id=file_id, model_id=query.model, options=query.options()
     )
@@ -115,7 +140,15 @@ def file_cleaning(
 @router.post(
     "/{file_id}/clean", response_model=FilePublic, summary="Apply cleaning filters as a new dataset version"
 )
-def clean_file(session: SessionDep, store: StoreDep, file_id: str, body: CleanRequest) -> FilePublic:
+def clean_file(
+    session: SessionDep,
+    store: StoreDep,
+    request: Request,
+    user: CurrentUser,
+    file_id: str,
+    body: CleanRequest,
+) -> FilePublic:
+    dataset_for(session, file_id, user)
     version = service.clean_dataset(
         session=session,
         store=store,
@@ -125,5 +158,8 @@ def clean_file(session: SessionDep, store: StoreDep, file_id: str, body: CleanRe
         model_id=body.model,
         options=body.options(),
     )
+    parent = dataset_for(session, file_id, user)
+    set_owner(version, user, private=parent.private)
+    log_action(session, request, user, "file_cleaned", "file", version.id, parent=file_id)
     commit(session)
     return FilePublic.of(version)

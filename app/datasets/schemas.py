@@ -26,10 +26,12 @@ class FilePublic(BaseModel):
     parent_id: str | None = None
     version: int = 1
     cleaning: dict[str, Any] | None = None
+    owner: str | None = Field(None, description="username of who uploaded it")
+    private: bool = Field(False, description="only its owner and admins see it")
 
     @classmethod
     def of(cls, dataset: DatasetFile) -> "FilePublic":
-        data = dataset.model_dump(exclude={"created_at", "info"})
+        data = dataset.model_dump(exclude={"created_at", "info", "owner_id"})
         return cls(**data, created_at=int(dataset.created_at.timestamp()))
 
 

@@ -11,7 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, func, or_, select
 
 from app.config import get_settings
 from app.datasets.cleaning import (
@@ -26,7 +26,7 @@ from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_d
 from app.db import on_rollback
 from app.ids import new_id
 from app.models import BaseModelRecord, DatasetFile
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from app.tokenizer import chat_tokenizer
 
 SPLITS = ("train", "validation")
@@ -39,7 +39,7 @@ class NotFound(LookupError):
 def create_dataset(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     filename: str,
     data: bytes,
     validation_split: float = 0.1,
@@ -79,7 +79,7 @@ def _jsonl(train: list[dict[str, Any]], validation: list[dict[str, Any]]) -> dic
 def _store(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     dataset: DatasetFile,
     original: bytes,
     splits: dict[str, bytes],
@@ -129,10 +129,23 @@ def get_dataset(*, session: Session, dataset_id: str) -> DatasetFile:
     return dataset
 
 
-def list_datasets(*, session: Session, limit: int = 100, offset: int = 0) -> tuple[list[DatasetFile], int]:
-    """Newest first, with the total count."""
-    total = session.exec(select(func.count()).select_from(DatasetFile)).one()
-    query = select(DatasetFile).order_by(col(DatasetFile.created_at).desc()).offset(offset).limit(limit)
+def list_datasets(
+    *, session: Session, limit: int = 100, offset: int = 0, viewer_id: int | None = None
+) -> tuple[list[DatasetFile], int]:
+    """Newest first, with the total count; ``viewer_id`` leaves out other users' private files."""
+    visible = (
+        [or_(col(DatasetFile.private).is_(False), col(DatasetFile.owner_id) == viewer_id)]
+        if viewer_id is not None
+        else []
+    )
+    total = session.exec(select(func.count()).select_from(DatasetFile).where(*visible)).one()
+    query = (
+        select(DatasetFile)
+        .where(*visible)
+        .order_by(col(DatasetFile.created_at).desc())
+        .offset(offset)
+        .limit(limit)
+    )
     return list(session.exec(query).all()), int(total)
 
 
@@ -144,16 +157,16 @@ def dataset_filenames(*, session: Session, ids: set[str]) -> dict[str, str]:
     return dict(session.exec(query).all())
 
 
-def read_split(*, store: LocalArtifactStore, dataset_id: str, split: str) -> list[dict[str, Any]]:
+def read_split(*, store: ArtifactStore, dataset_id: str, split: str) -> list[dict[str, Any]]:
     """The normalised rows of one split."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}")
-    text = store.path(f"files/{dataset_id}/{split}.jsonl").read_text("utf-8")
+    text = store.read_bytes(f"files/{dataset_id}/{split}.jsonl").decode("utf-8")
     return [json.loads(line) for line in text.splitlines() if line]
 
 
 def preview(
-    *, store: LocalArtifactStore, dataset: DatasetFile, split: str, page: int, per_page: int = 20
+    *, store: ArtifactStore, dataset: DatasetFile, split: str, page: int, per_page: int = 20
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of a split's rows and the number of pages."""
     rows = read_split(store=store, dataset_id=dataset.id, split=split)
@@ -247,7 +260,7 @@ class TokenStats:
 
 def token_stats(
     *,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     dataset: DatasetFile,
     base_model: BaseModelRecord,
     max_seq_length: int,
@@ -291,7 +304,7 @@ def pick_base_model(*, session: Session, model_id: str | None) -> BaseModelRecor
     return default or session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).first()
 
 
-def _row_refs(store: LocalArtifactStore, dataset: DatasetFile) -> list[RowRef]:
+def _row_refs(store: ArtifactStore, dataset: DatasetFile) -> list[RowRef]:
     return [
         RowRef(split, index, row)
         for split in SPLITS
@@ -300,7 +313,7 @@ def _row_refs(store: LocalArtifactStore, dataset: DatasetFile) -> list[RowRef]:
 
 
 def _report(
-    store: LocalArtifactStore, dataset: DatasetFile, base: BaseModelRecord | None, options: CleaningOptions
+    store: ArtifactStore, dataset: DatasetFile, base: BaseModelRecord | None, options: CleaningOptions
 ) -> tuple[list[RowRef], CleaningReport]:
     rows = _row_refs(store, dataset)
     if base is None:
@@ -320,7 +333,7 @@ def _report(
 def cleaning_report(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     dataset_id: str,
     model_id: str | None = None,
     options: CleaningOptions | None = None,
@@ -334,7 +347,7 @@ def cleaning_report(
 def clean_dataset(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     dataset_id: str,
     filters: list[str],
     too_long: str = "truncate",

@@ -7,6 +7,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, StoreDep, commit
+from app.auth.access import dataset_for, log_action, set_owner
+from app.auth.deps import CurrentUser, Principal
 from app.basemodels.service import list_models
 from app.config import get_settings
 from app.datasets import service
@@ -19,9 +21,13 @@ router = APIRouter(include_in_schema=False)
 
 
 def _list_page(
-    request: Request, session: SessionDep, problem: DatasetInvalid | None = None, status: int = 200
+    request: Request,
+    session: SessionDep,
+    user: Principal,
+    problem: DatasetInvalid | None = None,
+    status: int = 200,
 ) -> Response:
-    datasets, total = service.list_datasets(session=session, limit=200)
+    datasets, total = service.list_datasets(session=session, limit=200, viewer_id=user.viewer_id)
     context = {
         "datasets": datasets,
         "total": total,
@@ -32,17 +38,19 @@ def _list_page(
 
 
 @router.get("/datasets", response_class=HTMLResponse)
-def datasets_page(request: Request, session: SessionDep) -> Response:
-    return _list_page(request, session)
+def datasets_page(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    return _list_page(request, session, user)
 
 
 @router.post("/datasets", response_class=HTMLResponse)
-async def upload_dataset(request: Request, session: SessionDep, store: StoreDep) -> Response:
+async def upload_dataset(
+    request: Request, session: SessionDep, store: StoreDep, user: CurrentUser
+) -> Response:
     form = await request.form()
     upload = form.get("file")
     if not isinstance(upload, UploadFile) or not upload.filename:
         problem = DatasetInvalid([Problem(0, "choose a file to upload")])
-        return _list_page(request, session, problem, status=422)
+        return _list_page(request, session, user, problem, status=422)
     try:
         split = float(str(form.get("validation_split") or 0.1))
         dataset = service.create_dataset(
@@ -55,7 +63,9 @@ async def upload_dataset(request: Request, session: SessionDep, store: StoreDep)
         )
     except ValueError as exc:
         problem = exc if isinstance(exc, DatasetInvalid) else DatasetInvalid([Problem(0, str(exc))])
-        return _list_page(request, session, problem, status=422)
+        return _list_page(request, session, user, problem, status=422)
+    set_owner(dataset, user, private=form.get("private") in ("on", "true", "1"))
+    log_action(session, request, user, "file_uploaded", "file", dataset.id, filename=dataset.filename)
     commit(session)
     return RedirectResponse(f"/datasets/{dataset.id}", status_code=303)
 
@@ -64,11 +74,12 @@ def _dataset_page(
     request: Request,
     session: SessionDep,
     store: StoreDep,
+    user: Principal,
     dataset_id: str,
     query: CleaningQuery,
     problem: DatasetInvalid | None = None,
 ) -> Response:
-    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
+    dataset = dataset_for(session, dataset_id, user)
     models = list_models(session=session)
     chosen = next(
         (m for m in models if m.id == (query.model or get_settings().default_base_model)),
@@ -91,9 +102,7 @@ def _dataset_page(
     rows, pages = service.preview(store=store, dataset=dataset, split="train", page=1)
     context = {
         "dataset": dataset,
-        "parent": service.get_dataset(session=session, dataset_id=dataset.parent_id)
-        if dataset.parent_id
-        else None,
+        "parent": _visible_parent(session, user, dataset.parent_id),
         "versions": service.list_versions(session=session, dataset_id=dataset.id),
         "models": models,
         "chosen": chosen,
@@ -109,15 +118,25 @@ def _dataset_page(
     return templates.TemplateResponse(request, "pages/dataset.html", context, status_code=status)
 
 
+def _visible_parent(session: SessionDep, user: Principal, parent_id: str | None) -> object:
+    if not parent_id:
+        return None
+    try:
+        return dataset_for(session, parent_id, user)
+    except service.NotFound:
+        return None
+
+
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
 def dataset_page(
     request: Request,
     session: SessionDep,
     store: StoreDep,
+    user: CurrentUser,
     dataset_id: str,
     query: Annotated[CleaningQuery, Query()],
 ) -> Response:
-    return _dataset_page(request, session, store, dataset_id, query)
+    return _dataset_page(request, session, store, user, dataset_id, query)
 
 
 @router.post("/datasets/{dataset_id}/clean", response_class=HTMLResponse)
@@ -125,9 +144,11 @@ def clean_dataset(
     request: Request,
     session: SessionDep,
     store: StoreDep,
+    user: CurrentUser,
     dataset_id: str,
     form: Annotated[CleanRequest, Form()],
 ) -> Response:
+    parent = dataset_for(session, dataset_id, user)
     try:
         version = service.clean_dataset(
             session=session,
@@ -139,7 +160,9 @@ def clean_dataset(
             options=form.options(),
         )
     except DatasetInvalid as exc:
-        return _dataset_page(request, session, store, dataset_id, form, problem=exc)
+        return _dataset_page(request, session, store, user, dataset_id, form, problem=exc)
+    set_owner(version, user, private=parent.private)
+    log_action(session, request, user, "file_cleaned", "file", version.id, parent=dataset_id)
     commit(session)
     return RedirectResponse(f"/datasets/{version.id}", status_code=303)
 
@@ -149,11 +172,12 @@ def dataset_rows(
     request: Request,
     session: SessionDep,
     store: StoreDep,
+    user: CurrentUser,
     dataset_id: str,
     split: str = "train",
     page: int = 1,
 ) -> Response:
-    dataset = service.get_dataset(session=session, dataset_id=dataset_id)
+    dataset = dataset_for(session, dataset_id, user)
     split = split if split in service.SPLITS else "train"
     rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
     context = {

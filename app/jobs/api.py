@@ -2,13 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query
+from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from app.api.deps import SessionDep, StoreDep, commit
+from app.auth.access import dataset_for, job_for, log_action
+from app.auth.deps import CurrentUser
 from app.config import get_settings
+from app.datasets.service import NotFound
 from app.db import read_session
 from app.jobs import merging, service
 from app.jobs.schemas import (
@@ -28,13 +31,16 @@ from app.jobs.schemas import (
 from app.jobs.series import job_series
 from app.jobs.stream import job_events
 from app.models import JobStatus, Metric
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
 @router.post("", response_model=JobPublic, summary="Create a LoRA fine-tuning job")
-def create_job(session: SessionDep, store: StoreDep, body: JobCreate) -> JobPublic:
+def create_job(
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, body: JobCreate
+) -> JobPublic:
+    _check_files(session, user, body)
     job = service.create_job(
         session=session,
         store=store,
@@ -44,13 +50,27 @@ def create_job(session: SessionDep, store: StoreDep, body: JobCreate) -> JobPubl
         suffix=body.suffix,
         seed=body.seed,
         spec=body.hyperparameters,
+        owner=(user.user_id, user.username),
+        private=body.private,
     )
+    log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
     commit(session)
     return JobPublic.of(job)
 
 
+def _check_files(session: SessionDep, user: CurrentUser, body: JobCreate) -> None:
+    """Another user's private file is, to this user, a file that does not exist."""
+    for param, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
+        if file_id:
+            try:
+                dataset_for(session, file_id, user)
+            except NotFound as exc:
+                raise service.InvalidJobRequest(str(exc), param) from None
+
+
 @router.post("/advice", response_model=AdvicePublic, summary="The advisor's checks and estimates for a job")
-def advise_job(session: SessionDep, store: StoreDep, body: JobCreate) -> AdvicePublic:
+def advise_job(session: SessionDep, store: StoreDep, user: CurrentUser, body: JobCreate) -> AdvicePublic:
+    _check_files(session, user, body)
     checks, estimates = service.advise_job(
         session=session,
         store=store,
@@ -65,21 +85,31 @@ def advise_job(session: SessionDep, store: StoreDep, body: JobCreate) -> AdviceP
 @router.get("", response_model=JobList)
 def list_jobs(
     session: SessionDep,
+    user: CurrentUser,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     status: JobStatus | None = None,
     model: Annotated[str | None, Query(description="only jobs on this base model")] = None,
     dataset: Annotated[str | None, Query(description="only jobs training or validating on this file")] = None,
     q: Annotated[str | None, Query(max_length=100, description="search id, suffix, model name")] = None,
+    owner: Annotated[str | None, Query(max_length=64, description="only jobs this username launched")] = None,
 ) -> JobList:
-    filters = service.JobFilter(status=status, model=model, dataset=dataset, search=q)
+    filters = service.JobFilter(
+        status=status, model=model, dataset=dataset, search=q, owner=owner, viewer_id=user.viewer_id
+    )
+    if after is not None:
+        job_for(session, after, user)
     jobs, has_more = service.list_jobs(session=session, after=after, limit=limit, filters=filters)
     return JobList(data=[JobPublic.of(j) for j in jobs], has_more=has_more)
 
 
 @router.delete("/{job_id}", summary="Delete a finished job with its files, metrics and events")
-def delete_job(session: SessionDep, store: StoreDep, job_id: str) -> dict[str, object]:
+def delete_job(
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str
+) -> dict[str, object]:
+    job_for(session, job_id, user, manage="delete")
     service.delete_job(session=session, store=store, job_id=job_id)
+    log_action(session, request, user, "job_deleted", "job", job_id)
     commit(session)
     return {"id": job_id, "object": "fine_tuning.job", "deleted": True}
 
@@ -93,20 +123,31 @@ class ResumeRequest(BaseModel):
     response_model=JobPublic,
     summary="Run a failed or cancelled job again from one of its checkpoints",
 )
-def resume_job(session: SessionDep, store: StoreDep, job_id: str, body: ResumeRequest) -> JobPublic:
+def resume_job(
+    session: SessionDep,
+    store: StoreDep,
+    request: Request,
+    user: CurrentUser,
+    job_id: str,
+    body: ResumeRequest,
+) -> JobPublic:
+    job_for(session, job_id, user, manage="resume")
     job = service.resume_job(session=session, store=store, job_id=job_id, checkpoint_id=body.checkpoint)
+    log_action(session, request, user, "job_resumed", "job", job_id, checkpoint=body.checkpoint)
     commit(session)
     return JobPublic.of(job)
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def retrieve_job(session: SessionDep, job_id: str) -> JobPublic:
-    return JobPublic.of(service.get_job(session=session, job_id=job_id))
+def retrieve_job(session: SessionDep, user: CurrentUser, job_id: str) -> JobPublic:
+    return JobPublic.of(job_for(session, job_id, user))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
-def cancel_job(session: SessionDep, job_id: str) -> JobPublic:
+def cancel_job(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> JobPublic:
+    job_for(session, job_id, user, manage="cancel")
     job = service.cancel_job(session=session, job_id=job_id)
+    log_action(session, request, user, "job_cancelled", "job", job_id)
     commit(session)
     return JobPublic.of(job)
 
@@ -114,6 +155,7 @@ def cancel_job(session: SessionDep, job_id: str) -> JobPublic:
 @router.get("/{job_id}/events", response_model=EventList)
 def list_events(
     session: SessionDep,
+    user: CurrentUser,
     job_id: str,
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
@@ -121,13 +163,14 @@ def list_events(
     cursor = (
         int(after.removeprefix("ftevent-")) if after and after.removeprefix("ftevent-").isdigit() else None
     )
+    job_for(session, job_id, user)
     events, has_more = service.list_events(session=session, job_id=job_id, after=cursor, limit=limit)
     return EventList(data=[EventPublic.of(e) for e in events], has_more=has_more)
 
 
 @router.get("/{job_id}/checkpoints", response_model=CheckpointList)
-def list_checkpoints(session: SessionDep, job_id: str) -> CheckpointList:
-    job = service.get_job(session=session, job_id=job_id)
+def list_checkpoints(session: SessionDep, user: CurrentUser, job_id: str) -> CheckpointList:
+    job = job_for(session, job_id, user)
     checkpoints = service.list_checkpoints(session=session, job_id=job_id)
     return CheckpointList(data=[CheckpointPublic.of(c, job) for c in checkpoints])
 
@@ -140,11 +183,12 @@ def list_checkpoints(session: SessionDep, job_id: str) -> CheckpointList:
 )
 def list_metrics(
     session: SessionDep,
+    user: CurrentUser,
     job_id: str,
     after_id: int = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
-    service.get_job(session=session, job_id=job_id)
+    job_for(session, job_id, user)
     rows = session.exec(
         select(  # type: ignore[call-overload]
             Metric.id, Metric.key, Metric.step, Metric.epoch, Metric.value
@@ -165,11 +209,12 @@ def list_metrics(
 )
 def metric_series(
     session: SessionDep,
+    user: CurrentUser,
     job_id: str,
     max_points: Annotated[int, Query(ge=10, le=100_000)] = 2000,
     keys: Annotated[list[str] | None, Query(description="only these metric keys")] = None,
 ) -> SeriesList:
-    service.get_job(session=session, job_id=job_id)
+    job_for(session, job_id, user)
     last_id, series = job_series(session, job_id, max_points=max_points, keys=keys)
     return SeriesList(
         last_id=last_id,
@@ -184,6 +229,7 @@ def metric_series(
 
 @router.get("/{job_id}/stream", summary="Live metrics, events and status (server-sent events)")
 def stream_job(
+    user: CurrentUser,
     job_id: str,
     last_event_id: Annotated[str | None, Header()] = None,
     cursor: str | None = None,
@@ -191,22 +237,30 @@ def stream_job(
     # Not SessionDep: that session would stay checked out for as long as the stream is open,
     # and a few dozen open job pages would drain the connection pool.
     with read_session() as session:
-        service.get_job(session=session, job_id=job_id)
+        job_for(session, job_id, user)
     body = job_events(job_id, last_event_id or cursor, get_settings().sse_poll_seconds)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 
-def _zip_response(store: LocalArtifactStore, key: str, filename: str) -> StreamingResponse:
+def _downloaded(session: SessionDep, request: Request, user: CurrentUser, job_id: str, what: str) -> None:
+    log_action(session, request, user, "downloaded", "job", job_id, what=what)
+    commit(session)
+
+
+def _zip_response(store: ArtifactStore, key: str, filename: str) -> StreamingResponse:
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     return StreamingResponse(store.iter_zip(key), media_type="application/zip", headers=headers)
 
 
 @router.get("/{job_id}/adapter", summary="Download the trained LoRA adapter (zip)")
-def download_adapter(session: SessionDep, store: StoreDep, job_id: str) -> StreamingResponse:
-    job = service.get_job(session=session, job_id=job_id)
+def download_adapter(
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str
+) -> StreamingResponse:
+    job = job_for(session, job_id, user)
     if not job.adapter_key:
         raise HTTPException(404, f"job {job_id} has no adapter yet (status: {job.status.value})")
+    _downloaded(session, request, user, job_id, "adapter")
     return _zip_response(store, job.adapter_key, f"{job_id}-adapter.zip")
 
 
@@ -215,17 +269,21 @@ def download_adapter(session: SessionDep, store: StoreDep, job_id: str) -> Strea
     summary="Download a checkpoint's adapter (zip)",
 )
 def download_checkpoint(
-    session: SessionDep, store: StoreDep, job_id: str, checkpoint_id: str
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str, checkpoint_id: str
 ) -> StreamingResponse:
+    job_for(session, job_id, user)
     checkpoint = service.get_checkpoint(session=session, job_id=job_id, checkpoint_id=checkpoint_id)
+    _downloaded(session, request, user, job_id, checkpoint_id)
     return _zip_response(store, checkpoint.artifact_key, f"{job_id}-step{checkpoint.step}.zip")
 
 
 @router.post(
     "/{job_id}/merge", response_model=MergePublic, summary="Merge the adapter into the base (worker task)"
 )
-def merge_job(session: SessionDep, job_id: str) -> MergePublic:
+def merge_job(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> MergePublic:
+    job_for(session, job_id, user, manage="merge")
     merge = merging.request_merge(session=session, job_id=job_id)
+    log_action(session, request, user, "job_merged", "job", job_id, merge=merge.id)
     commit(session)
     return MergePublic.of(merge)
 
@@ -235,8 +293,10 @@ def merge_job(session: SessionDep, job_id: str) -> MergePublic:
     response_model=MergePublic,
     summary="Cancel the merge under way (queued: at once; running: at its next stage)",
 )
-def cancel_merge(session: SessionDep, job_id: str) -> MergePublic:
+def cancel_merge(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> MergePublic:
+    job_for(session, job_id, user, manage="cancel the merge of")
     merge = merging.cancel_merge(session=session, job_id=job_id)
+    log_action(session, request, user, "merge_cancelled", "job", job_id, merge=merge.id)
     commit(session)
     return MergePublic.of(merge)
 
@@ -244,8 +304,8 @@ def cancel_merge(session: SessionDep, job_id: str) -> MergePublic:
 @router.get(
     "/{job_id}/merge", response_model=MergePublic, summary="The latest merge of this job, with progress"
 )
-def get_merge(session: SessionDep, job_id: str) -> MergePublic:
-    service.get_job(session=session, job_id=job_id)
+def get_merge(session: SessionDep, user: CurrentUser, job_id: str) -> MergePublic:
+    job_for(session, job_id, user)
     merge = merging.latest_merge(session=session, job_id=job_id)
     if merge is None:
         raise HTTPException(404, f"job {job_id} has not been merged; POST to …/{job_id}/merge")
@@ -253,9 +313,12 @@ def get_merge(session: SessionDep, job_id: str) -> MergePublic:
 
 
 @router.get("/{job_id}/merged", summary="Download the merged model (zip of safetensors + tokenizer)")
-def download_merged(session: SessionDep, store: StoreDep, job_id: str) -> StreamingResponse:
-    service.get_job(session=session, job_id=job_id)
+def download_merged(
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str
+) -> StreamingResponse:
+    job_for(session, job_id, user)
     merge = merging.latest_merge(session=session, job_id=job_id)
     if merge is None or merge.status != "succeeded" or not merge.artifact_key:
         raise HTTPException(404, f"job {job_id} has no merged model yet")
+    _downloaded(session, request, user, job_id, "merged")
     return _zip_response(store, merge.artifact_key, f"{job_id}-merged.zip")

@@ -48,6 +48,7 @@ GROUPS = {
         "bnb_4bit_quant_type",
         "bnb_4bit_use_double_quant",
         "bnb_4bit_compute_dtype",
+        "num_processes",
     ),
 }
 

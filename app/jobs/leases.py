@@ -16,6 +16,7 @@ from app.jobs.service import add_event
 from app.models import Job, JobStatus
 from app.queue import dispatch_training_task
 from app.timeutil import utcnow
+from app.webhooks.service import emit_finished
 
 ACTIVE = (JobStatus.validating_files, JobStatus.running)
 
@@ -102,4 +103,7 @@ def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worke
     )
     if status == JobStatus.retrying:
         after_commit(session, partial(dispatch_training_task, job.id, countdown=delay))
+    else:
+        session.refresh(job)  # the hooks get the job as it ended
+        emit_finished(session, job)
     return status

@@ -5,7 +5,7 @@ from sqlmodel import Session, col, select, update
 from app.db import after_commit
 from app.ids import new_id
 from app.jobs.service import JobConflict, add_event, get_job
-from app.models import JobStatus, Merge
+from app.models import Job, JobStatus, Merge
 from app.queue import send_merge_task
 
 ACTIVE = ("queued", "running", "cancelling")
@@ -54,12 +54,12 @@ def latest_merge(*, session: Session, job_id: str) -> Merge | None:
     return session.exec(query).first()
 
 
-def merged_models(*, session: Session) -> list[tuple[Merge, str]]:
-    """Finished merges with the served name of each merged model."""
+def merged_models(*, session: Session) -> list[tuple[Merge, str, Job]]:
+    """Finished merges with the served name of each merged model, and its job."""
     query = select(Merge).where(Merge.status == "succeeded").order_by(col(Merge.finished_at).desc())
     merges = list(session.exec(query).all())
     names = []
     for merge in merges:
         job = get_job(session=session, job_id=merge.job_id)
-        names.append((merge, f"{job.model}:{job.id}:merged"))
+        names.append((merge, f"{job.model}:{job.id}:merged", job))
     return names

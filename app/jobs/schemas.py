@@ -35,6 +35,7 @@ class JobCreate(BaseModel):
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Training seed (default 42)")
     hyperparameters: TrainingSpec = Field(default_factory=TrainingSpec)
+    private: bool = Field(False, description="only you and admins see the job (default: the whole team)")
 
     @model_validator(mode="before")
     @classmethod
@@ -95,6 +96,8 @@ class JobPublic(BaseModel):
     max_attempts: int
     adapter_url: str | None
     advice: list[dict[str, Any]]
+    owner: str | None = Field(None, description="username of who launched it")
+    private: bool = False
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
@@ -126,6 +129,8 @@ class JobPublic(BaseModel):
             max_attempts=job.max_attempts,
             adapter_url=f"/api/v1/fine_tuning/jobs/{job.id}/adapter" if job.adapter_key else None,
             advice=job.advice or [],
+            owner=job.owner,
+            private=job.private,
         )
 
 

@@ -17,8 +17,9 @@ from app.jobs.advisor import Check, Estimates, check_against_model, check_task, 
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from app.timeutil import utcnow
+from app.webhooks.service import emit_finished
 
 
 class JobConflict(ValueError):
@@ -44,15 +45,18 @@ class InvalidJobRequest(ValueError):
 def create_job(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     model: str,
     training_file: str,
     spec: TrainingSpec,
     validation_file: str | None = None,
     suffix: str | None = None,
     seed: int | None = None,
+    owner: tuple[int, str] | None = None,
+    private: bool = False,
 ) -> Job:
-    """Check the request, store the job as queued and enqueue it once committed."""
+    """Check the request, store the job as queued and enqueue it once committed.
+    ``owner`` is (user id, username) of who launches it."""
     checks, _ = advise_job(
         session=session,
         store=store,
@@ -76,6 +80,9 @@ def create_job(
         advice=[check.__dict__ for check in checks],
         max_attempts=get_settings().max_attempts,
         dispatched_at=utcnow(),
+        owner_id=owner[0] if owner else None,
+        owner=owner[1] if owner else None,
+        private=private,
     )
     session.add(job)
     session.flush()
@@ -107,7 +114,7 @@ def _lookup(
 def advise_job(
     *,
     session: Session,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     model: str,
     training_file: str,
     spec: TrainingSpec,
@@ -184,9 +191,15 @@ class JobFilter:
     model: str | None = None
     dataset: str | None = None  # training or validation file id
     search: str | None = None  # in the id, suffix or fine-tuned model name
+    owner: str | None = None  # username
+    viewer_id: int | None = None  # leave out other users' private jobs (None: see all, as admins do)
 
     def where(self) -> list[Any]:
         clauses: list[Any] = []
+        if self.viewer_id is not None:
+            clauses.append(or_(col(Job.private).is_(False), col(Job.owner_id) == self.viewer_id))
+        if self.owner:
+            clauses.append(col(Job.owner) == self.owner)
         if self.status is not None:
             clauses.append(col(Job.status) == self.status)
         if self.model:
@@ -265,7 +278,7 @@ def final_metrics(*, session: Session, job: Job) -> dict[str, Any]:
     }
 
 
-def delete_job(*, session: Session, store: LocalArtifactStore, job_id: str) -> None:
+def delete_job(*, session: Session, store: ArtifactStore, job_id: str) -> None:
     """Delete a finished job with its metrics, events, checkpoints, merges and files."""
     job = get_job(session=session, job_id=job_id)
     if not job.status.is_terminal:
@@ -276,7 +289,7 @@ def delete_job(*, session: Session, store: LocalArtifactStore, job_id: str) -> N
     after_commit(session, lambda: store.delete(f"jobs/{job_id}"))
 
 
-def resume_job(*, session: Session, store: LocalArtifactStore, job_id: str, checkpoint_id: str) -> Job:
+def resume_job(*, session: Session, store: ArtifactStore, job_id: str, checkpoint_id: str) -> Job:
     """Run a failed or cancelled job again from one of its checkpoints (later ones are dropped)."""
     job = get_job(session=session, job_id=job_id)
     if job.status not in (JobStatus.failed, JobStatus.cancelled):
@@ -318,6 +331,7 @@ def cancel_job(*, session: Session, job_id: str) -> Job:
     if job.status in (JobStatus.queued, JobStatus.retrying):
         job.status, job.finished_at = JobStatus.cancelled, utcnow()
         add_event(session=session, job_id=job.id, message="Job cancelled while it waited for a worker")
+        emit_finished(session, job)
     elif not job.cancel_requested:
         add_event(
             session=session,

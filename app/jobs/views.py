@@ -8,6 +8,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.api.deps import SessionDep, StoreDep, commit
+from app.auth.access import can_manage, can_see, dataset_for, job_for, log_action
+from app.auth.deps import CurrentUser, Principal
+from app.auth.service import list_users
 from app.basemodels.service import list_models
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import merging, service
@@ -31,15 +34,19 @@ PER_PAGE = 25
 
 
 @router.get("/", response_class=HTMLResponse)
-def overview_page(request: Request, session: SessionDep) -> Response:
+def overview_page(request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Running jobs, the queue with positions, workers online, recent results; refreshed live."""
-    running = service.active_jobs(session=session)
-    waiting = service.queue(session=session)
-    recent = service.recent_results(session=session, limit=10)
+    running = [j for j in service.active_jobs(session=session) if can_see(j, user)]
+    queue = service.queue(session=session)
+    # positions count every waiting job, also the private ones this user does not see
+    positions = {job.id: number for number, job in enumerate(queue, 1)}
+    waiting = [j for j in queue if can_see(j, user)]
+    recent = [j for j in service.recent_results(session=session, limit=30) if can_see(j, user)][:10]
     shown = running + waiting + recent
     context = {
         "running": running,
         "waiting": waiting,
+        "positions": positions,
         "recent": recent,
         "workers": online_workers(session=session),
         "progress": service.progress,
@@ -53,9 +60,11 @@ def overview_page(request: Request, session: SessionDep) -> Response:
 def jobs_page(
     request: Request,
     session: SessionDep,
+    user: CurrentUser,
     status: str | None = None,
     model: str | None = None,
     dataset: str | None = None,
+    owner: str | None = None,
     q: str | None = None,
     page: int = 1,
 ) -> Response:
@@ -64,22 +73,27 @@ def jobs_page(
         model=model or None,
         dataset=dataset or None,
         search=(q or "").strip()[:100] or None,
+        owner=(owner or "").strip()[:64] or None,
+        viewer_id=user.viewer_id,
     )
     jobs, total = service.page_of_jobs(session=session, filters=filters, page=max(1, page), per_page=PER_PAGE)
     pages = max(1, -(-total // PER_PAGE))
-    datasets, _ = list_datasets(session=session, limit=500)
+    datasets, _ = list_datasets(session=session, limit=500, viewer_id=user.viewer_id)
+    owners = [u.username for u in list_users(session=session)]
     query = {
         k: v
         for k, v in {
             "status": filters.status.value if filters.status else "",
             "model": filters.model or "",
             "dataset": filters.dataset or "",
+            "owner": filters.owner or "",
             "q": filters.search or "",
         }.items()
         if v
     }
     context = {
         "jobs": jobs,
+        "owners": owners,
         "total": total,
         "page": min(max(1, page), pages),
         "pages": pages,
@@ -100,11 +114,12 @@ def jobs_page(
 def _form_page(
     request: Request,
     session: SessionDep,
+    user: Principal,
     values: dict[str, Any],
     errors: dict[str, str],
     status: int = 200,
 ) -> Response:
-    datasets, _ = list_datasets(session=session, limit=500)
+    datasets, _ = list_datasets(session=session, limit=500, viewer_id=user.viewer_id)
     context = {
         "groups": form_fields(values.get("hyperparameters")),
         "presets": [PresetPublic.of(p) for p in list_presets(session=session)],
@@ -120,6 +135,7 @@ def _form_page(
 def new_job_page(
     request: Request,
     session: SessionDep,
+    user: CurrentUser,
     model: str | None = None,
     training_file: str | None = None,
     validation_file: str | None = None,
@@ -140,7 +156,7 @@ def new_job_page(
         chosen = get_preset(session=session, preset_id=preset)
         values |= {"preset": chosen.id, "hyperparameters": preset_values(chosen)}
     if clone:  # clone-and-edit: the form filled with that job's choices
-        source = service.get_job(session=session, job_id=clone)
+        source = job_for(session, clone, user)
         values |= {
             "model": source.model,
             "training_file": source.training_file,
@@ -149,8 +165,9 @@ def new_job_page(
             "seed": str(source.seed),
             "hyperparameters": dict(source.hyperparameters),
             "cloned_from": source.id,
+            "private": source.private,
         }
-    return _form_page(request, session, values, {})
+    return _form_page(request, session, user, values, {})
 
 
 async def _read_form(request: Request) -> tuple[dict[str, list[str]], dict[str, str]]:
@@ -160,11 +177,12 @@ async def _read_form(request: Request) -> tuple[dict[str, list[str]], dict[str, 
 
 
 @router.post("/jobs/new/advice", response_class=HTMLResponse)
-async def form_advice(request: Request, session: SessionDep, store: StoreDep) -> Response:
+async def form_advice(request: Request, session: SessionDep, store: StoreDep, user: CurrentUser) -> Response:
     """The live advisor beside the form: checks and estimates for what is filled in now."""
     fields, first = await _read_form(request)
     context: dict[str, Any] = {"checks": [], "estimates": None, "problem": None}
     try:
+        _check_files(session, user, first)
         spec = parse_spec_form(fields)
         checks, estimates = service.advise_job(
             session=session,
@@ -183,14 +201,15 @@ async def form_advice(request: Request, session: SessionDep, store: StoreDep) ->
 
 
 @router.post("/jobs", response_class=HTMLResponse)
-async def submit_job(request: Request, session: SessionDep, store: StoreDep) -> Response:
+async def submit_job(request: Request, session: SessionDep, store: StoreDep, user: CurrentUser) -> Response:
     fields, first = await _read_form(request)
-    values: dict[str, Any] = {**first, "hyperparameters": first}
+    values: dict[str, Any] = {**first, "hyperparameters": first, "private": "private" in first}
     try:
         spec = parse_spec_form(fields)
     except ValidationError as exc:
-        return _form_page(request, session, values, spec_errors(exc), status=422)
+        return _form_page(request, session, user, values, spec_errors(exc), status=422)
     try:
+        _check_files(session, user, first)
         job = service.create_job(
             session=session,
             store=store,
@@ -200,18 +219,21 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep) -> 
             suffix=first.get("suffix") or None,
             seed=int(first["seed"]) if first.get("seed", "").isdigit() else None,
             spec=spec,
+            owner=(user.user_id, user.username),
+            private="private" in first,
         )
     except service.InvalidJobRequest as exc:
-        return _form_page(request, session, values, {exc.param: str(exc)}, status=400)
+        return _form_page(request, session, user, values, {exc.param: str(exc)}, status=400)
     except service.AdviceBlocked as exc:
         errors = {check.field or "form": check.message for check in exc.checks}
-        return _form_page(request, session, values, errors, status=422)
+        return _form_page(request, session, user, values, errors, status=422)
+    log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
     commit(session)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
 @router.post("/presets", response_class=HTMLResponse)
-async def save_preset_form(request: Request, session: SessionDep) -> Response:
+async def save_preset_form(request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Save the form's hyperparameters as a preset, then show the form with it chosen."""
     fields, first = await _read_form(request)
     values: dict[str, Any] = {**first, "hyperparameters": first}
@@ -223,21 +245,21 @@ async def save_preset_form(request: Request, session: SessionDep) -> Response:
         )
     except ValidationError as exc:
         errors = {_PRESET_INPUTS.get(k, k): message for k, message in spec_errors(exc).items()}
-        return _form_page(request, session, values, errors, status=422)
+        return _form_page(request, session, user, values, errors, status=422)
     try:
         preset = create_preset(
             session=session, name=body.name, description=body.description, spec=body.hyperparameters
         )
     except PresetConflict as exc:
-        return _form_page(request, session, values, {"preset_name": str(exc)}, status=409)
+        return _form_page(request, session, user, values, {"preset_name": str(exc)}, status=409)
     commit(session)
     kept = {key: first[key] for key in KEPT_FIELDS if first.get(key)}
     return RedirectResponse(f"/jobs/new?{urlencode({'preset': preset.id, **kept})}", status_code=303)
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
-    job = service.get_job(session=session, job_id=job_id)
+def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
+    job = job_for(session, job_id, user)
     events, _ = service.list_events(session=session, job_id=job_id, limit=200)
     context = {
         "job": job,
@@ -248,22 +270,34 @@ def job_page(request: Request, session: SessionDep, job_id: str) -> Response:
         "merge": merging.latest_merge(session=session, job_id=job_id),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
         "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
+        "may_manage": can_manage(job, user),
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 
 
 @router.post("/jobs/{job_id}/delete")
-def delete_job_form(session: SessionDep, store: StoreDep, job_id: str) -> Response:
+def delete_job_form(
+    request: Request, session: SessionDep, store: StoreDep, user: CurrentUser, job_id: str
+) -> Response:
+    job_for(session, job_id, user, manage="delete")
     service.delete_job(session=session, store=store, job_id=job_id)
+    log_action(session, request, user, "job_deleted", "job", job_id)
     commit(session)
     return RedirectResponse("/jobs", status_code=303)
 
 
 @router.post("/jobs/{job_id}/resume")
 def resume_job_form(
-    session: SessionDep, store: StoreDep, job_id: str, checkpoint: Annotated[str, Form()]
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    user: CurrentUser,
+    job_id: str,
+    checkpoint: Annotated[str, Form()],
 ) -> Response:
+    job_for(session, job_id, user, manage="resume")
     service.resume_job(session=session, store=store, job_id=job_id, checkpoint_id=checkpoint)
+    log_action(session, request, user, "job_resumed", "job", job_id, checkpoint=checkpoint)
     commit(session)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
@@ -274,7 +308,7 @@ COLORS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#db2777", "#0891b2")
 
 @router.get("/compare", response_class=HTMLResponse)
 def compare_page(
-    request: Request, session: SessionDep, ids: Annotated[list[str] | None, Query()] = None
+    request: Request, session: SessionDep, user: CurrentUser, ids: Annotated[list[str] | None, Query()] = None
 ) -> Response:
     """2–6 jobs: curves overlaid, the config diff, final metrics side by side."""
     wanted = list(dict.fromkeys(ids or []))
@@ -284,10 +318,12 @@ def compare_page(
     jobs = []
     for job_id in wanted[:6]:
         try:
-            jobs.append(service.get_job(session=session, job_id=job_id))
+            jobs.append(job_for(session, job_id, user))
         except NotFound:
             problem = f"There is no job {job_id}."
-    recent, _ = service.list_jobs(session=session, limit=50)
+    recent, _ = service.list_jobs(
+        session=session, limit=50, filters=service.JobFilter(viewer_id=user.viewer_id)
+    )
     context = {
         "jobs": jobs,
         "colors": dict(zip([j.id for j in jobs], COLORS, strict=False)),
@@ -301,6 +337,16 @@ def compare_page(
     return templates.TemplateResponse(
         request, "pages/compare.html", context, status_code=400 if problem else 200
     )
+
+
+def _check_files(session: SessionDep, user: Principal, first: dict[str, str]) -> None:
+    """Another user's private file is, to this user, a file that does not exist."""
+    for param in ("training_file", "validation_file"):
+        if first.get(param):
+            try:
+                dataset_for(session, first[param], user)
+            except NotFound as exc:
+                raise service.InvalidJobRequest(str(exc), param) from None
 
 
 def config_diff(jobs: list[Any]) -> list[tuple[str, list[Any], bool]]:
@@ -318,28 +364,40 @@ def config_diff(jobs: list[Any]) -> list[tuple[str, list[Any], bool]]:
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job_form(session: SessionDep, job_id: str) -> Response:
+def cancel_job_form(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
+    job_for(session, job_id, user, manage="cancel")
     service.cancel_job(session=session, job_id=job_id)
+    log_action(session, request, user, "job_cancelled", "job", job_id)
     commit(session)
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_class=HTMLResponse)
-def checkpoints_partial(request: Request, session: SessionDep, job_id: str) -> Response:
-    job = service.get_job(session=session, job_id=job_id)
-    context = {"job": job, "checkpoints": service.list_checkpoints(session=session, job_id=job_id)}
+def checkpoints_partial(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
+    job = job_for(session, job_id, user)
+    context = {
+        "job": job,
+        "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
+        "may_manage": can_manage(job, user),
+    }
     return templates.TemplateResponse(request, "partials/jobs/checkpoints.html", context)
 
 
 @router.post("/jobs/{job_id}/merge")
-def merge_job_form(session: SessionDep, job_id: str) -> Response:
-    merging.request_merge(session=session, job_id=job_id)
+def merge_job_form(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
+    job_for(session, job_id, user, manage="merge")
+    merge = merging.request_merge(session=session, job_id=job_id)
+    log_action(session, request, user, "job_merged", "job", job_id, merge=merge.id)
     commit(session)
     return RedirectResponse(f"/jobs/{job_id}#merge", status_code=303)
 
 
 @router.get("/jobs/{job_id}/merge", response_class=HTMLResponse)
-def merge_partial(request: Request, session: SessionDep, job_id: str) -> Response:
-    job = service.get_job(session=session, job_id=job_id)
-    context = {"job": job, "merge": merging.latest_merge(session=session, job_id=job_id)}
+def merge_partial(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
+    job = job_for(session, job_id, user)
+    context = {
+        "job": job,
+        "merge": merging.latest_merge(session=session, job_id=job_id),
+        "may_manage": can_manage(job, user),
+    }
     return templates.TemplateResponse(request, "partials/jobs/merge.html", context)

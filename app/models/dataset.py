@@ -34,3 +34,8 @@ class DatasetFile(SQLModel, table=True):
     cleaning: dict[str, Any] | None = Field(
         default=None, sa_type=sa.JSON, description="Filters applied to the parent and rows each removed"
     )
+    owner: str | None = Field(
+        default=None, max_length=64, description="username of owner_id (usernames never change)"
+    )
+    owner_id: int | None = Field(default=None, index=True, description="the user who uploaded it")
+    private: bool = Field(default=False, description="only its owner and admins see it")

@@ -71,6 +71,11 @@ class Job(SQLModel, table=True):
     advice: list[dict[str, Any]] | None = Field(
         default=None, sa_type=sa.JSON, description="The advisor's warnings at submission"
     )
+    owner: str | None = Field(
+        default=None, max_length=64, description="username of owner_id (usernames never change)"
+    )
+    owner_id: int | None = Field(default=None, index=True, description="the user who launched it")
+    private: bool = Field(default=False, description="only its owner and admins see it")
 
 
 class JobEvent(SQLModel, table=True):

@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import SessionDep, StoreDep, commit
 from app.api.errors import error_body
+from app.auth.deps import CurrentUser
 from app.playground import batch as batches
 from app.playground import exports, service
 from app.playground.schemas import BatchCreate, BatchPublic, VoteCreate, VotePublic, VoteSummary
@@ -18,9 +19,11 @@ def _invalid(exc: PlaygroundInvalid) -> JSONResponse:
 
 
 @router.post("/votes", response_model=VotePublic, summary="Record a blind A/B vote between two served models")
-def create_vote(session: SessionDep, store: StoreDep, body: VoteCreate) -> Response:
+def create_vote(session: SessionDep, store: StoreDep, user: CurrentUser, body: VoteCreate) -> Response:
     try:
-        vote = service.record_vote(session=session, store=store, **body.model_dump())
+        vote = service.record_vote(
+            session=session, store=store, viewer_id=user.viewer_id, **body.model_dump()
+        )
     except PlaygroundInvalid as exc:
         return _invalid(exc)
     commit(session)
@@ -35,9 +38,9 @@ def vote_summary(session: SessionDep) -> VoteSummary:
 @router.post(
     "/batches", response_model=BatchPublic, summary="Answer prompts with 2–4 models, in the background"
 )
-def create_batch(session: SessionDep, store: StoreDep, body: BatchCreate) -> Response:
+def create_batch(session: SessionDep, store: StoreDep, user: CurrentUser, body: BatchCreate) -> Response:
     try:
-        batch = batches.create_batch(session=session, store=store, body=body)
+        batch = batches.create_batch(session=session, store=store, body=body, viewer_id=user.viewer_id)
     except PlaygroundInvalid as exc:
         return _invalid(exc)
     commit(session)

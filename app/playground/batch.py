@@ -8,6 +8,7 @@ import time
 import httpx
 from sqlmodel import Session, col, select
 
+from app.auth.deps import internal_token
 from app.config import get_settings
 from app.datasets.parsing import to_messages
 from app.datasets.service import NotFound, read_split
@@ -17,7 +18,7 @@ from app.jobs.service import get_job
 from app.models import BatchOutput, BatchRun, BatchStatus
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
 from app.playground.service import PlaygroundInvalid, check_served
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ class BatchCallFailed(RuntimeError):
     """The model server did not answer one cell; the message says why."""
 
 
-def job_prompts(*, session: Session, store: LocalArtifactStore, job_id: str) -> list[str]:
+def job_prompts(*, session: Session, store: ArtifactStore, job_id: str) -> list[str]:
     """The user prompts of a job's validation rows (its validation file, or its file's split)."""
     job = get_job(session=session, job_id=job_id)
     try:
@@ -54,10 +55,16 @@ def job_prompts(*, session: Session, store: LocalArtifactStore, job_id: str) -> 
     return prompts
 
 
-def create_batch(*, session: Session, store: LocalArtifactStore, body: BatchCreate) -> BatchRun:
-    """Store the batch and its empty cells; it starts running once the request commits."""
-    check_served(session=session, store=store, names=body.models, param="models")
+def create_batch(
+    *, session: Session, store: ArtifactStore, body: BatchCreate, viewer_id: int | None = None
+) -> BatchRun:
+    """Store the batch and its empty cells; it starts running once the request commits.
+    ``viewer_id`` is who asks (None: an admin): only models and jobs they may see are used."""
+    check_served(session=session, store=store, names=body.models, param="models", viewer_id=viewer_id)
     if body.source is not None:
+        source = get_job(session=session, job_id=body.source.job_id)
+        if viewer_id is not None and source.private and source.owner_id != viewer_id:
+            raise NotFound(f"no fine-tuning job with id {source.id!r}")
         prompts = job_prompts(session=session, store=store, job_id=body.source.job_id)
     else:
         prompts = [p for p in body.prompts or [] if p.strip()]
@@ -160,9 +167,10 @@ def run_batch(batch_id: str) -> None:
 def _chat_url() -> tuple[str, dict[str, str]]:
     settings = get_settings()
     upstream = settings.model_server_url.rstrip("/").removesuffix("/v1")
-    headers = {}
-    if settings.model_server_api_key:
-        headers["authorization"] = f"Bearer {settings.model_server_api_key}"
+    if settings.model_server_api_key:  # an external OpenAI-compatible server
+        headers = {"authorization": f"Bearer {settings.model_server_api_key}"}
+    else:  # tunedeck's own: the models were checked against the asking user when the batch was made
+        headers = {"authorization": f"Bearer {internal_token()}"}
     return f"{upstream}/v1/chat/completions", headers
 
 

@@ -11,7 +11,7 @@ from app.models import Job, Vote
 from app.models.playground import PROMPT_CHARS
 from app.playground.schemas import HeadToHead, ModelScore, Record, VoteSummary, Winner
 from app.serving.catalog import ServedModel, served_models
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 KIND_TITLES = {"base": "Base models", "adapter": "Adapters", "checkpoint": "Checkpoints", "merged": "Merged"}
 
@@ -39,9 +39,11 @@ def default_models(models: list[ServedModel]) -> list[str]:
     return [base.id, adapters[0].id]
 
 
-def check_served(*, session: Session, store: LocalArtifactStore, names: list[str], param: str) -> None:
-    """Raise PlaygroundInvalid naming every one of ``names`` that is not a served model."""
-    known = {m.id for m in served_models(session, store)}
+def check_served(
+    *, session: Session, store: ArtifactStore, names: list[str], param: str, viewer_id: int | None = None
+) -> None:
+    """Raise PlaygroundInvalid naming every one of ``names`` that is not a model this user may use."""
+    known = {m.id for m in served_models(session, store, viewer_id=viewer_id)}
     unknown = [name for name in names if name not in known]
     if unknown:
         listed = ", ".join(repr(n) for n in unknown)
@@ -51,10 +53,17 @@ def check_served(*, session: Session, store: LocalArtifactStore, names: list[str
 
 
 def record_vote(
-    *, session: Session, store: LocalArtifactStore, model_a: str, model_b: str, winner: Winner, prompt: str
+    *,
+    session: Session,
+    store: ArtifactStore,
+    model_a: str,
+    model_b: str,
+    winner: Winner,
+    prompt: str,
+    viewer_id: int | None = None,
 ) -> Vote:
     """Store one blind verdict between two served models."""
-    check_served(session=session, store=store, names=[model_a, model_b], param="model")
+    check_served(session=session, store=store, names=[model_a, model_b], param="model", viewer_id=viewer_id)
     vote = Vote(
         id=new_id("vote"), model_a=model_a, model_b=model_b, winner=winner, prompt=prompt[:PROMPT_CHARS]
     )

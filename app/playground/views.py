@@ -4,6 +4,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.api.deps import SessionDep, StoreDep
+from app.auth.access import can_see
+from app.auth.deps import CurrentUser
 from app.playground import batch as batches
 from app.playground import service
 from app.serving.catalog import served_models
@@ -13,16 +15,18 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/playground", response_class=HTMLResponse)
-def playground_page(request: Request, session: SessionDep, store: StoreDep, blind: bool = False) -> Response:
+def playground_page(
+    request: Request, session: SessionDep, store: StoreDep, user: CurrentUser, blind: bool = False
+) -> Response:
     """Chat panes side by side (or blind A/B), the vote leaderboard and batch comparisons."""
-    models = served_models(session, store)
+    models = served_models(session, store, viewer_id=user.viewer_id)
     context = {
         "blind": blind,
         "models": models,
         "groups": service.model_groups(models),
         "defaults": service.default_models(models),
         "summary": service.vote_summary(session=session),
-        "jobs": service.recent_jobs(session=session),
+        "jobs": [j for j in service.recent_jobs(session=session) if can_see(j, user)],
     }
     return templates.TemplateResponse(request, "pages/playground.html", context)
 

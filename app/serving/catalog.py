@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, or_, select
 
 from app.models import BaseModelRecord, Checkpoint, Job, JobStatus, Merge
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 Kind = Literal["base", "adapter", "checkpoint", "merged"]
 
@@ -30,6 +30,9 @@ class ServedModel:
     created: datetime
     job_id: str | None = None
     trust_remote_code: bool = False
+    # The artifact behind ``path`` (None for a base): load it through ``store.local_path(key)``,
+    # which fetches a copy when the store is remote (then ``path`` only says where it is).
+    artifact_key: str | None = None
 
 
 def _chat_job(job: Job) -> bool:
@@ -37,10 +40,11 @@ def _chat_job(job: Job) -> bool:
 
 
 def served_models(
-    session: Session, store: LocalArtifactStore, *, job_id: str | None = None
+    session: Session, store: ArtifactStore, *, job_id: str | None = None, viewer_id: int | None = None
 ) -> list[ServedModel]:
     """Base models, then adapters, checkpoints and merged models, newest first within each;
-    ``job_id`` narrows the jobs' part to that one job (what ``resolve`` needs per request)."""
+    ``job_id`` narrows the jobs' part to that one job (what ``resolve`` needs per request);
+    ``viewer_id`` leaves out other users' private jobs (None: an admin, who sees all)."""
     bases = {b.id: b for b in session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).all()}
     out = [
         ServedModel(b.id, "base", b.id, b.path, b.path, b.created_at, trust_remote_code=b.trust_remote_code)
@@ -53,12 +57,14 @@ def served_models(
         job_query = job_query.where(Job.id == job_id)
         checkpoint_query = checkpoint_query.where(Checkpoint.job_id == job_id)
         merge_query = merge_query.where(Merge.job_id == job_id)
+    if viewer_id is not None:
+        job_query = job_query.where(or_(col(Job.private).is_(False), col(Job.owner_id) == viewer_id))
     jobs = {j.id: j for j in session.exec(job_query).all() if j.model in bases and _chat_job(j)}
 
     def entry(job: Job, name: str, kind: Kind, key: str, created: datetime) -> ServedModel:
         base = bases[job.model]
         return ServedModel(
-            name, kind, base.id, base.path, str(store.path(key)), created, job.id, base.trust_remote_code
+            name, kind, base.id, base.path, store.location(key), created, job.id, base.trust_remote_code, key
         )
 
     for job in jobs.values():
@@ -86,11 +92,13 @@ def served_models(
     return out
 
 
-def resolve(session: Session, store: LocalArtifactStore, name: str) -> ServedModel | None:
+def resolve(
+    session: Session, store: ArtifactStore, name: str, *, viewer_id: int | None = None
+) -> ServedModel | None:
     """The model called ``name``, or None (reads only the job the name refers to)."""
     parts = name.split(":")
     job_id = parts[1] if len(parts) > 1 else ""  # a base's name has no job part: no job matches ""
-    for model in served_models(session, store, job_id=job_id):
+    for model in served_models(session, store, job_id=job_id, viewer_id=viewer_id):
         if model.id == name:
             return model
     return None

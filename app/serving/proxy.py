@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
+from app.auth.deps import CurrentUser, internal_token
 from app.config import get_settings
 
 router = APIRouter(prefix="/v1", tags=["model server (pass-through)"])
@@ -16,7 +18,7 @@ _DROP = {"host", "content-length", "connection", "keep-alive", "transfer-encodin
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
 
 
-async def _pass(request: Request, path: str) -> Response:
+async def _pass(request: Request, path: str, user: CurrentUser) -> Response:
     settings = get_settings()
     upstream = settings.model_server_url.rstrip("/")
     if upstream.endswith("/v1"):
@@ -24,8 +26,11 @@ async def _pass(request: Request, path: str) -> Response:
     headers = {
         k: v for k, v in request.headers.items() if k.lower() not in _DROP | {"authorization", "cookie"}
     }
-    if settings.model_server_api_key:
+    if settings.model_server_api_key:  # an external OpenAI-compatible server
         headers["authorization"] = f"Bearer {settings.model_server_api_key}"
+    else:  # tunedeck's own model server: this app vouches for the user it authenticated
+        headers["authorization"] = f"Bearer {await run_in_threadpool(internal_token)}"
+        headers["x-tunedeck-viewer"] = "admin" if user.is_admin else str(user.user_id)
     http = httpx.AsyncClient(timeout=TIMEOUT)  # one per request: it lives as long as the stream
     outgoing = http.build_request(
         request.method,
@@ -66,15 +71,15 @@ async def _pass(request: Request, path: str) -> Response:
 
 
 @router.get("/models", summary="Every servable model: bases, adapters, checkpoints, merged models")
-async def models(request: Request) -> Response:
-    return await _pass(request, "models")
+async def models(request: Request, user: CurrentUser) -> Response:
+    return await _pass(request, "models", user)
 
 
 @router.get("/models/{name:path}", summary="One servable model")
-async def model(request: Request, name: str) -> Response:
-    return await _pass(request, f"models/{name}")
+async def model(request: Request, name: str, user: CurrentUser) -> Response:
+    return await _pass(request, f"models/{name}", user)
 
 
 @router.post("/chat/completions", summary="Chat with any servable model (OpenAI shape; `stream` supported)")
-async def chat(request: Request) -> Response:
-    return await _pass(request, "chat/completions")
+async def chat(request: Request, user: CurrentUser) -> Response:
+    return await _pass(request, "chat/completions", user)

@@ -91,9 +91,11 @@
     document.getElementById("stat-epoch").textContent = fmt(job.epoch, 3);
     document.getElementById("stat-tokens").textContent = job.trained_tokens ? job.trained_tokens.toLocaleString() : "—";
     const terminal = ["succeeded", "failed", "cancelled"].includes(job.status);
-    document.getElementById("cancel-form").hidden = terminal;
-    document.getElementById("delete").hidden = !terminal;
-    if (job.cancel_requested) {
+    const cancelForm = document.getElementById("cancel-form");
+    const deleteBox = document.getElementById("delete");
+    if (cancelForm) cancelForm.hidden = terminal; // absent for people who may only watch this job
+    if (deleteBox) deleteBox.hidden = !terminal;
+    if (job.cancel_requested && cancelForm) {
       const button = document.querySelector("#cancel-form button");
       button.disabled = true;
       button.textContent = "Cancelling…";

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
+from tests.accounts import PASSWORD  # noqa: E402  (the password every test user has)
 
 
 def free_port() -> int:
@@ -35,12 +36,34 @@ class Instance:
         self.env.update({"TUNEDECK_DATA_DIR": str(data_dir), **(env or {})})
         self.log_path = data_dir.parent / f"{data_dir.name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api_key = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """Headers that authenticate as the instance's admin (user ``admin``, password PASSWORD)."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def ensure_admin(self) -> None:
+        """An admin with a known password and an API key, made with the CLI a script would use."""
+        if self.api_key:
+            return
+        data = ["--data-dir", str(self.data_dir)]
+        made = subprocess.run(
+            [TUNEDECK, "create-admin", *data, "--username", "admin", "--password", PASSWORD],
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        assert made.returncode == 0 or "is taken" in made.stderr, made.stderr
+        key = self.cli("api-key", "create", *data, "--user", "admin", "--name", "tests")
+        self.api_key = key.stdout.strip().splitlines()[-1]
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([TUNEDECK, *args], env=self.env, capture_output=True, text=True, check=True)
 
     def start(self, timeout: float = 300) -> "Instance":
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ensure_admin()
         log = open(self.log_path, "wb")  # noqa: SIM115  (closed with the process)
         self.proc = subprocess.Popen(
             [
@@ -81,7 +104,10 @@ class Instance:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30)
+        return httpx.Client(base_url=self.url, timeout=30, headers=self.auth)
+
+    def login(self, page: Any) -> None:
+        login(page, self.url)
 
 
 @dataclass
@@ -92,10 +118,13 @@ class SseMessage:
 
 
 def sse_messages(
-    url: str, last_event_id: str | None = None, read_timeout: float = 60
+    url: str,
+    last_event_id: str | None = None,
+    read_timeout: float = 60,
+    auth: dict[str, str] | None = None,
 ) -> Iterator[SseMessage]:
     """Parse a text/event-stream the way a browser's EventSource does."""
-    headers = {"Accept": "text/event-stream"}
+    headers = {"Accept": "text/event-stream", **(auth or {})}
     if last_event_id:
         headers["Last-Event-ID"] = last_event_id
     timeout = httpx.Timeout(10, read=read_timeout)
@@ -174,7 +203,7 @@ def check_adapter_in_fresh_process(base_dir: Path, adapter_dir: Path) -> dict[st
 
 
 def watch_like_a_browser(
-    url: str, on_point: Any = None, give_up_after: float = 120
+    url: str, auth: dict[str, str], on_point: Any = None, give_up_after: float = 120
 ) -> tuple[list[dict[str, Any]], str | None, int]:
     """Follow a job's stream as EventSource does: when the connection drops (the server went
     away), wait and reconnect with the last event id, until the "end" event.
@@ -186,7 +215,7 @@ def watch_like_a_browser(
     deadline = time.monotonic() + give_up_after
     while time.monotonic() < deadline:
         try:
-            for message in sse_messages(url, last_event_id=last_id, read_timeout=20):
+            for message in sse_messages(url, last_event_id=last_id, read_timeout=20, auth=auth):
                 last_id = message.id or last_id
                 if message.event == "status":
                     status = message.data["status"]
@@ -201,3 +230,12 @@ def watch_like_a_browser(
         reconnects += 1
         time.sleep(0.5)
     raise TimeoutError(f"the stream did not end; {len(points)} points, last id {last_id}")
+
+
+def login(page: Any, base_url: str, username: str = "admin", password: str = PASSWORD) -> None:
+    """Log a Playwright page in through the login form, as a person would."""
+    page.goto(base_url + "/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/login" not in url)

@@ -47,6 +47,7 @@ def test_job_page_chart_grows_live_and_pages_have_no_console_errors(
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    embedded.login(page)
     with embedded.client() as client:
         file_id = upload_rows(client)
         spec = {**TINY_JOB, "n_epochs": 8}

@@ -26,7 +26,9 @@ FORM = {
 }
 
 
-def watched_page(browser: Any, width: int = 1400, enforce_csp: bool = False) -> tuple[Any, list[str]]:
+def watched_page(
+    browser: Any, instance: Instance, width: int = 1400, enforce_csp: bool = False
+) -> tuple[Any, list[str]]:
     """A page that records console errors. Tests that poll the page with wait_for_function need
     the content security policy bypassed (Playwright evaluates those strings); the tour of every
     page at the end enforces it, so a policy violation there is a console error."""
@@ -34,6 +36,7 @@ def watched_page(browser: Any, width: int = 1400, enforce_csp: bool = False) -> 
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    instance.login(page)
     return page, errors
 
 
@@ -41,7 +44,7 @@ def test_start_watch_cancel_filter_and_compare_in_the_browser(browser: Any, embe
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with embedded.client() as client:
         file_id = upload_rows(client)
-    page, errors = watched_page(browser)
+    page, errors = watched_page(browser, embedded)
     url = embedded.url
 
     # Start a job from the form, with the keyboard-reachable fields filled in.
@@ -133,10 +136,13 @@ def test_start_watch_cancel_filter_and_compare_in_the_browser(browser: Any, embe
         "dataset": f"/datasets/{file_id}",
         "models": "/models",
         "playground": "/playground",
+        "account": "/account",
+        "users": "/admin/users",
+        "audit": "/admin/audit",
         "compare": compare_url.removeprefix(url),
     }
     for width in (1280, 1920):
-        wide, wide_errors = watched_page(browser, width, enforce_csp=True)
+        wide, wide_errors = watched_page(browser, embedded, width, enforce_csp=True)
         for name, path in pages.items():
             wide.goto(url + path)
             wide.wait_for_load_state("networkidle") if name != "job" else wide.wait_for_timeout(1500)

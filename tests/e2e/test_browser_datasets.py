@@ -51,6 +51,7 @@ def test_drop_zone_uploads_with_progress_and_shows_problems(
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    embedded.login(page)
     page.add_init_script(RECORD_PROGRESS)
     # Slow the upload down so that the progress bar can be seen (and photographed) mid-way.
     cdp = page.context.new_cdp_session(page)

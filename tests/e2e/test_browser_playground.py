@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e import test_browser
-from tests.e2e.support import TUNEDECK, free_port, wait_for
+from tests.e2e.support import TUNEDECK, free_port, login, wait_for
 from tests.serving.conftest import NEW_TOKENS, QUESTION, Served, references, served
 
 pytestmark = pytest.mark.slow
@@ -48,11 +48,12 @@ def web_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             proc.wait(timeout=30)
 
 
-def watched_page(browser: Any) -> tuple[Any, list[str]]:
+def watched_page(browser: Any, web_url: str) -> tuple[Any, list[str]]:
     page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    login(page, web_url)
     return page, errors
 
 
@@ -81,7 +82,7 @@ def test_panes_stream_side_by_side_keep_history_and_blind_votes_reveal(
     browser: Any, web_url: str, served: Served, references: dict[str, str]
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page, errors = watched_page(browser)
+    page, errors = watched_page(browser, web_url)
     page.goto(web_url + "/playground")
     panes = page.locator(".pg-pane")
     assert panes.count() == 2

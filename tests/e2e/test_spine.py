@@ -38,7 +38,7 @@ def run_spine(instance: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
         points: list[dict[str, object]] = []
         seen_while_running = 0
         status, last_id = "queued", None
-        for message in sse_messages(stream):
+        for message in sse_messages(stream, auth=instance.auth):
             last_id = message.id or last_id
             if message.event == "status":
                 status = message.data["status"]
@@ -47,7 +47,7 @@ def run_spine(instance: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
                 seen_while_running += len(message.data) if status == "running" else 0
                 if len(points) >= 10:
                     break
-        for message in sse_messages(stream, last_event_id=last_id):
+        for message in sse_messages(stream, last_event_id=last_id, auth=instance.auth):
             if message.event == "status":
                 status = message.data["status"]
             elif message.event == "metrics":

@@ -155,7 +155,7 @@ def test_a_batch_left_running_by_a_restart_is_picked_up_when_the_web_app_starts(
             BatchOutput(batch_id="batch-left", prompt_index=0, model=adapters[0], prompt="hi", output="x")
         )
         session.add(BatchOutput(batch_id="batch-left", prompt_index=0, model=adapters[1], prompt="hi"))
-    with TestClient(create_app()) as restarted:  # starting runs the open cell again
+    with TestClient(create_app(), headers=client.headers) as restarted:  # starting runs the open cell again
         batch = wait_for(
             lambda: (
                 (b := restarted.get("/api/v1/playground/batches/batch-left").json())["status"] == "failed"
@@ -186,7 +186,7 @@ def web(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]
         monkeypatch.setenv(key, served.env[key])
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
     get_settings.cache_clear()
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), headers=served.auth) as client:
         yield client
     get_settings.cache_clear()
 
@@ -198,7 +198,7 @@ def direct(served: Served, model: str, prompt: str, max_tokens: int = NEW_TOKENS
         "temperature": 0,
         "max_tokens": max_tokens,
     }
-    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120)
+    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120, headers=served.auth)
     return str(reply.json()["choices"][0]["message"]["content"])
 
 

@@ -114,7 +114,9 @@ def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resume
                 restarted.append(start_web())
 
         stream = f"{instance.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
-        points, status, reconnects = watch_like_a_browser(stream, on_point=restart_after_a_few_points)
+        points, status, reconnects = watch_like_a_browser(
+            stream, instance.auth, on_point=restart_after_a_few_points
+        )
         assert restarted and reconnects >= 1
         assert status == "succeeded"
         with instance.client() as client:

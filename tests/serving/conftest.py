@@ -12,6 +12,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
+from tests.accounts import bearer, make_user
 from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, wait_for
 from tests.worker.test_runner import create_job, upload
 
@@ -29,6 +30,11 @@ class Served:
     folders: dict[str, Path]
     env: dict[str, str]
     log: Path
+    key: str = ""  # an admin's API key in the served database
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +66,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
         migrate()
         with session_scope() as session:
             register_model(session=session, name="tiny-llama", folder=tiny_model_dir)
-        with TestClient(create_app()) as client:
+        key = make_user("admin")
+        with TestClient(create_app(), headers=bearer(key)) as client:
             file_id = upload(client, INSTRUCTION_ROWS)
             jobs = []
             for lr, seed in ((1e-2, 1), (5e-3, 2)):
@@ -87,6 +94,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
         },
         env={**env, "TUNEDECK_SERVE_MAX_ADAPTERS": "2"},
         log=root / "serve.log",
+        key=key,
     )
     port = free_port()
     served.url = f"http://127.0.0.1:{port}"
@@ -140,10 +148,10 @@ def references(served: Served) -> dict[str, str]:
     return {name: reference(served.folders, name) for name in names}
 
 
-def openai_client(base_url: str):  # type: ignore[no-untyped-def]
+def openai_client(base_url: str, api_key: str):  # type: ignore[no-untyped-def]
     from openai import OpenAI
 
-    return OpenAI(base_url=base_url + "/v1", api_key="unused", max_retries=0, timeout=120)
+    return OpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0, timeout=120)
 
 
 def ask(client, model: str) -> str:  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_openai_client_lists_models_and_chats_with_and_without_streaming(
     served: Served, references: dict[str, str]
 ) -> None:
-    client = openai_client(served.url)
+    client = openai_client(served.url, served.key)
     names = {m.id for m in client.models.list().data}
     assert {"tiny-llama", *served.adapters, served.checkpoint, served.merged} <= names
 
@@ -50,12 +50,14 @@ def test_openai_client_lists_models_and_chats_with_and_without_streaming(
     with pytest.raises(NotFoundError) as missing:
         ask(client, "tiny-llama:ftjob-nope")
     assert "does not exist" in str(missing.value)
-    bad = httpx.post(served.url + "/v1/chat/completions", json={"model": "tiny-llama", "messages": []})
+    bad = httpx.post(
+        served.url + "/v1/chat/completions", json={"model": "tiny-llama", "messages": []}, headers=served.auth
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
 
 
 def test_concurrent_requests_across_adapters_never_mix(served: Served, references: dict[str, str]) -> None:
-    client = openai_client(served.url)
+    client = openai_client(served.url, served.key)
     names = ["tiny-llama", *served.adapters, served.checkpoint] * 3  # 3 adapters over an LRU of 2
     answers: dict[int, str] = {}
     errors: list[BaseException] = []
@@ -81,7 +83,9 @@ def test_concurrent_requests_across_adapters_never_mix(served: Served, reference
 def test_a_client_that_disconnects_stops_its_generation(served: Served) -> None:
     before = httpx.get(served.url + "/healthz").json()["stats"]
     body = {"model": served.adapters[1], "messages": QUESTION, "max_tokens": 400, "stream": True}
-    with httpx.stream("POST", served.url + "/v1/chat/completions", json=body, timeout=60) as response:
+    with httpx.stream(
+        "POST", served.url + "/v1/chat/completions", json=body, timeout=60, headers=served.auth
+    ) as response:
         for i, _ in enumerate(response.iter_lines()):
             if i >= 6:
                 break  # leave after a few tokens
@@ -101,6 +105,9 @@ def test_the_web_app_passes_v1_through(
     from app.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
+    # This web app has a database of its own, so it calls the server as any client would: with a
+    # key (the playground tests cover the shared-database case, where the internal token is used).
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_API_KEY", served.key)
     get_settings.cache_clear()
     models = client.get("/v1/models")
     assert models.status_code == 200 and "tiny-llama" in {m["id"] for m in models.json()["data"]}

@@ -15,8 +15,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from app.auth import service as accounts
+from app.auth.deps import internal_token, same_secret
 from app.config import get_settings
-from app.db import read_session
+from app.db import read_session, session_scope
+from app.models import Role
 from app.serving.catalog import ServedModel, resolve, served_models
 from app.storage import get_store
 from worker.serving.engine import Engine, Result, Sampling
@@ -58,6 +61,33 @@ def _error(status: int, message: str, code: str, param: str | None = None) -> JS
     )
 
 
+# Sent by the web app (with the internal token) to say whose request it passes on.
+VIEWER_HEADER = "x-tunedeck-viewer"
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def viewer_of(request: Request) -> int | None:
+    """Whose visibility applies: a user's id, or None for an admin. Callers authenticate with
+    their own API key, or (the web app's /v1 pass-through) with the internal token plus the
+    user it already authenticated in ``X-Tunedeck-Viewer``."""
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+    if same_secret(secret, internal_token()):
+        viewer = request.headers.get(VIEWER_HEADER, "admin")
+        return None if viewer == "admin" else int(viewer) if viewer.isdigit() else -1
+    with session_scope() as session:
+        found = accounts.user_for_api_key(session=session, secret=secret)
+        if found is None:
+            raise Unauthorized("the API key is not valid (revoked, or never issued)")
+        user = found[0]
+        return None if user.role == Role.admin else user.id
+
+
 def _model_entry(model: ServedModel) -> dict[str, Any]:
     return {
         "id": model.id,
@@ -82,20 +112,28 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return _error(400, f"{where}: {first['msg']}", "invalid_request", where or None)
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(request: Request, exc: Unauthorized) -> Response:
+        response = _error(401, str(exc), "invalid_api_key")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
     @app.get("/healthz")
     def health() -> dict[str, Any]:
         return {"status": "ok", "loaded": engine.loaded(), "stats": engine.stats}
 
     @app.get("/v1/models")
-    def list_models() -> dict[str, Any]:
+    def list_models(request: Request) -> dict[str, Any]:
+        viewer = viewer_of(request)
         with read_session() as session:
-            models = served_models(session, get_store())
+            models = served_models(session, get_store(), viewer_id=viewer)
         return {"object": "list", "data": [_model_entry(m) for m in models]}
 
     @app.get("/v1/models/{name:path}")
-    def get_model(name: str) -> Response:
+    def get_model(name: str, request: Request) -> Response:
+        viewer = viewer_of(request)
         with read_session() as session:
-            model = resolve(session, get_store(), name)
+            model = resolve(session, get_store(), name, viewer_id=viewer)
         if model is None:
             return _error(
                 404, f"The model '{name}' does not exist; GET /v1/models lists them", "model_not_found"
@@ -104,8 +142,9 @@ def create_app(engine: Engine | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request) -> Response:
+        viewer = await run_in_threadpool(viewer_of, request)
         with read_session() as session:
-            model = resolve(session, get_store(), body.model)
+            model = resolve(session, get_store(), body.model, viewer_id=viewer)
         if model is None:
             return _error(
                 404,

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from transformers.generation.streamers import BaseStreamer
 
 from app.serving.catalog import ServedModel
+from app.storage import get_store
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,14 @@ class _Slot:
     peft: bool = False
 
 
+def _folder(served: ServedModel) -> str:
+    """The local folder to load ``served`` from: its artifact through the store (a cached copy
+    when the store is S3), or ``path`` itself for models that are not artifacts."""
+    if served.artifact_key is None:
+        return served.path
+    return str(get_store().local_path(served.artifact_key))
+
+
 def _adapter_name(served_id: str) -> str:
     return "a" + hashlib.sha1(served_id.encode()).hexdigest()[:16]  # peft names become module keys
 
@@ -160,7 +169,7 @@ class Engine:
             if served.id in self._merged:
                 self._merged.move_to_end(served.id)
             else:
-                self._merged[served.id] = self._load(served.path, served.trust_remote_code)
+                self._merged[served.id] = self._load(_folder(served), served.trust_remote_code)
                 while len(self._merged) > self.max_merged:
                     self._merged.popitem(last=False)
             return self._merged[served.id]
@@ -174,11 +183,12 @@ class Engine:
             slot.adapters.move_to_end(name)
         else:
             started = time.perf_counter()
+            folder = _folder(served)
             if not slot.peft:
-                slot.model = PeftModel.from_pretrained(slot.model, served.path, adapter_name=name).eval()
+                slot.model = PeftModel.from_pretrained(slot.model, folder, adapter_name=name).eval()
                 slot.peft = True
             else:
-                slot.model.load_adapter(served.path, adapter_name=name)
+                slot.model.load_adapter(folder, adapter_name=name)
             slot.adapters[name] = served.id
             self.timings["load_adapter_s"] = time.perf_counter() - started
             while len(slot.adapters) > self.max_adapters:

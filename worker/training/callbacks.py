@@ -2,9 +2,9 @@
 atomic and pruned, stops early when asked, and honours cancellation at the next step."""
 
 import math
-import os
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,7 +14,7 @@ from app import metric_names
 from app.faults import fault, pause
 from app.jobs.monitor import Alert, TrainingMonitor
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from worker.training.reporting import JobCancelled, JobReporter
 
 LOG_KEYS = {
@@ -29,7 +29,7 @@ LOG_KEYS = {
 class ReportingCallback(TrainerCallback):
     """Metrics, events, health alerts and checkpoints of one job, written as training goes."""
 
-    def __init__(self, reporter: JobReporter, store: LocalArtifactStore, spec: TrainingSpec) -> None:
+    def __init__(self, reporter: JobReporter, store: ArtifactStore, spec: TrainingSpec) -> None:
         self.reporter = reporter
         self.store = store
         self.spec = spec
@@ -148,13 +148,12 @@ class ReportingCallback(TrainerCallback):
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
-        # The Trainer wrote into a staging folder; one rename publishes the complete checkpoint.
+        # The Trainer wrote into a staging folder; the store publishes the complete checkpoint
+        # (one rename on a local store; an upload whose marker goes last on S3).
         pause("save_delay")
-        staged = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        staged = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         key = f"{self.checkpoints_key}/step-{state.global_step}"
-        target = self.store.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
+        self.store.publish_folder(staged, key)
         self.reporter.checkpoint(step=state.global_step, epoch=state.epoch, artifact_key=key)
         for removed in self.reporter.prune_checkpoints(keep_last=self.spec.save_total_limit):
             self.store.delete(removed)

@@ -13,7 +13,7 @@ from transformers import (
 )
 
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from worker.training.data import label_set
 from worker.training.pipeline import TrainOutcome, start_training, train_and_save
 from worker.training.reporting import JobReporter
@@ -53,7 +53,7 @@ def train_classifier(
     train_rows: list[dict[str, Any]],
     validation_rows: list[dict[str, Any]],
     adapter_dir: Path,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,

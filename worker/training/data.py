@@ -5,14 +5,14 @@ from typing import Any
 from app.datasets.parsing import to_messages
 from app.datasets.service import read_split
 from app.models import Job
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 
 
 class TrainingDataError(ValueError):
     """The job's data cannot be trained on; the message says why."""
 
 
-def load_job_rows(store: LocalArtifactStore, job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_job_rows(store: ArtifactStore, job: Job) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(train rows, validation rows): the training file's split, or all of it plus a validation file."""
     try:
         if job.validation_file:

@@ -21,7 +21,8 @@ from trl import SFTConfig, SFTTrainer
 from app.faults import pause
 from app.jobs.monitor import Alert
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
+from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
@@ -105,7 +106,7 @@ def load_model(
             model_path,
             dtype=device.dtype,
             quantization_config=quantization,
-            device_map={"": 0} if device.cuda else None,
+            device_map={"": ddp.local_rank()} if device.cuda else None,  # one GPU per process
             attn_implementation="flash_attention_2" if device.varlen_attention else "sdpa",
             trust_remote_code=trust_remote_code,
             **model_kwargs,
@@ -176,6 +177,7 @@ def training_kwargs(
         "report_to": "none",
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
+        **ddp.trainer_kwargs(device.cuda),
     }
 
 
@@ -191,8 +193,8 @@ def sft_config(
     )
 
 
-class TunedeckSFTTrainer(LengthBucketMixin, SFTTrainer):
-    """trl's SFTTrainer with length-bucketed batches."""
+class TunedeckSFTTrainer(ddp.RankZeroRngMixin, LengthBucketMixin, SFTTrainer):
+    """trl's SFTTrainer with length-bucketed batches (and rank 0 writing every rank's RNG state)."""
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ def start_training(
     spec: TrainingSpec,
     *,
     model_path: str,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     reporter: JobReporter,
     seed: int,
     what: str,
@@ -224,7 +226,7 @@ def start_training(
         f"quantization {spec.quantization})"
     )
     tokenizer = load_tokenizer(model_path, reporter)
-    return device, tokenizer, store.path(f"jobs/{reporter.job_id}/staging")
+    return device, tokenizer, store.staging_dir(f"jobs/{reporter.job_id}/staging")
 
 
 def train_adapter(
@@ -234,7 +236,7 @@ def train_adapter(
     train_rows: list[dict[str, Any]],
     validation_rows: list[dict[str, Any]],
     adapter_dir: Path,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,
@@ -274,26 +276,34 @@ def train_and_save(
     *,
     spec: TrainingSpec,
     reporter: JobReporter,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     adapter_dir: Path,
     resume_from: Path | None = None,
 ) -> TrainOutcome:
-    """Report the trainable share, train (from a checkpoint when resuming), and save the adapter."""
+    """Report the trainable share, train (from a checkpoint when resuming), and save the adapter.
+
+    In a data-parallel job every rank runs this; only rank 0 reports and saves (``ddp``).
+    """
+    ddp.attach(trainer, callback)
     trainable, total = trainer.model.get_nb_trainable_parameters()
     reporter.event(
         f"trainable params: {trainable:,} || all params: {total:,} || "
         f"trainable%: {100 * trainable / total:.4f}",
         data={"trainable_params": trainable, "total_params": total},
     )
+    if ddp.world_size() > 1:
+        _report_processes(trainer, reporter)
     if reporter.cancel_requested():
         raise JobCancelled("while the model was loading, before the first step")
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     step = trainer.state.global_step
+    if not ddp.is_main_process():  # rank 0 holds the same weights and saves them
+        return TrainOutcome(global_step=step)
     if callback.cancelled or callback.fatal:
         return TrainOutcome(global_step=step, cancelled=callback.cancelled, diverged=callback.fatal)
     best = reporter.best_checkpoint() if spec.early_stopping_patience else None
     if best is not None:
-        for item in store.path(best.artifact_key).iterdir():
+        for item in store.local_path(best.artifact_key).iterdir():
             if item.name.startswith("adapter_"):
                 shutil.copy(item, adapter_dir / item.name)
         reporter.event(
@@ -303,3 +313,15 @@ def train_and_save(
     else:
         trainer.model.save_pretrained(str(adapter_dir))
     return TrainOutcome(global_step=step)
+
+
+def _report_processes(trainer: Any, reporter: JobReporter) -> None:
+    """Say how many processes train, over which backend (read from the live process group)."""
+    args = trainer.args
+    backend = torch.distributed.get_backend() if torch.distributed.is_initialized() else "not initialised"
+    per_update = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    reporter.event(
+        f"Training on {args.world_size} processes ({backend}): "
+        f"{args.per_device_train_batch_size} rows per process per step, {per_update} rows per update",
+        data={"processes": args.world_size, "backend": backend},
+    )

@@ -15,8 +15,9 @@ from app.db import read_session, session_scope
 from app.ids import new_id
 from app.jobs.monitor import Alert
 from app.jobs.service import add_event
-from app.models import Checkpoint, Job, JobStatus, Metric
+from app.models import Checkpoint, Job, JobStatus, Metric, WebhookEvent
 from app.timeutil import utcnow
+from app.webhooks.service import emit, emit_finished
 
 FLUSH_INTERVAL_S = 0.2  # metric points, progress and events reach the database in batches this often
 QUICK_BUSY_TIMEOUT_MS = 500  # the background writer does not wait long on a locked SQLite: it retries
@@ -24,6 +25,11 @@ MAX_RETRY_DELAY_S = 1.0  # between tries of a batch the database refused
 FLUSH_DEADLINE_S = 300.0  # a synchronous flush (before a checkpoint or the final status) waits this long
 
 log = logging.getLogger(__name__)
+
+
+def _alert_data(item: dict[str, Any]) -> dict[str, Any]:
+    """A webhook's ``alert``: what the job page's banner shows."""
+    return {"alert": {"message": item["message"], **(item["data"] or {})}}
 
 
 class FencedOff(Exception):
@@ -191,6 +197,8 @@ class JobReporter:
                             data=item["data"],
                         )
                         event.type = item["type"]
+                        if item["type"] == "alert":  # the hooks hear of it in this transaction
+                            emit(session, self._job(session), WebhookEvent.job_alert, _alert_data(item))
                     if values:
                         session.exec(update(Job).where(col(Job.id) == self.job_id).values(**values))
             except OperationalError:
@@ -215,12 +223,20 @@ class JobReporter:
                     waited,
                 )
 
+    def _job(self, session: Session) -> Job:
+        job = session.get(Job, self.job_id, populate_existing=True)
+        assert job is not None
+        return job
+
     # -- synchronous ----------------------------------------------------------------------
 
     def set_status(self, status: JobStatus, **fields: Any) -> None:
+        """Change the status; an ending also queues the webhooks' deliveries, in the same transaction."""
         self.flush()
         with self._write() as session:
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(status=status, **fields))
+            if status.is_terminal:
+                emit_finished(session, self._job(session))
 
     def cancel_requested(self) -> bool:
         with read_session() as session:

@@ -18,11 +18,12 @@ from app.jobs.leases import retry_or_fail
 from app.models import BaseModelRecord, Job, JobStatus
 from app.queue import send_training_task
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore, get_store
+from app.storage import ArtifactStore, get_store
 from app.timeutil import utcnow
 from worker.lease import Heartbeat
 from worker.training.classification import train_classifier
 from worker.training.data import TrainingDataError, load_job_rows
+from worker.training.ddp_entry import NotEnoughDevices, train_distributed
 from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
 from worker.training.reporting import FencedOff, JobCancelled, JobReporter
 from worker.training.seq2seq import train_seq2seq
@@ -98,6 +99,8 @@ def _attempt(job_id: str, reporter: JobReporter) -> str:
         return _fail(reporter, "invalid_training_file", f"Bad training data: {exc}")
     except ModelLoadError as exc:
         return _fail(reporter, "model_load_failed", f"Model load failure: {exc}")
+    except NotEnoughDevices as exc:
+        return _fail(reporter, "not_enough_devices", str(exc))
     except (torch.OutOfMemoryError, MemoryError):
         spec = _spec(job_id)
         message = (
@@ -133,7 +136,8 @@ def _no_space_left(exc: BaseException) -> bool:
 
 def _disk_full_message(reporter: JobReporter) -> str:
     store = get_store()
-    free_mb = shutil.disk_usage(store.root).free / 2**20
+    where = _existing(store.local_root)
+    free_mb = shutil.disk_usage(where).free / 2**20
     checkpoint = reporter.latest_checkpoint()
     kept = (
         f"the previous checkpoint (step {checkpoint.step}) is intact"
@@ -141,10 +145,17 @@ def _disk_full_message(reporter: JobReporter) -> str:
         else "no checkpoint had been saved yet"
     )
     return (
-        f"No space left on device while writing to {store.root} ({free_mb:.1f} MiB free after "
+        f"No space left on device while writing to {where} ({free_mb:.1f} MiB free after "
         f"discarding the partial files); {kept}. Free some space (or lower save_total_limit) and "
         "start the job again"
     )
+
+
+def _existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent (an S3 store's cache folder may not exist yet)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
 
 
 def _resend_if_early(job_id: str) -> None:
@@ -184,18 +195,26 @@ def _run(job_id: str, reporter: JobReporter) -> str:
     adapter_key = f"jobs/{job_id}/adapter"
     try:
         with store.new_folder(adapter_key) as adapter_dir:
-            outcome = TRAINERS[spec.task_type](
-                spec=spec,
-                model_path=base.path,
-                train_rows=train_rows,
-                validation_rows=validation_rows,
-                adapter_dir=adapter_dir,
-                store=store,
-                reporter=reporter,
-                seed=job.seed,
-                trust_remote_code=base.trust_remote_code,
-                resume_from=resume_from,
-            )
+            if spec.num_processes > 1:  # ranks in their own processes; this one keeps the lease
+                outcome = train_distributed(
+                    num_processes=spec.num_processes,
+                    adapter_dir=adapter_dir,
+                    reporter=reporter,
+                    resume_from=resume_from,
+                )
+            else:
+                outcome = TRAINERS[spec.task_type](
+                    spec=spec,
+                    model_path=base.path,
+                    train_rows=train_rows,
+                    validation_rows=validation_rows,
+                    adapter_dir=adapter_dir,
+                    store=store,
+                    reporter=reporter,
+                    seed=job.seed,
+                    trust_remote_code=base.trust_remote_code,
+                    resume_from=resume_from,
+                )
             if outcome.cancelled or outcome.diverged:
                 raise _Stopped(outcome)
     except _Stopped as stop:
@@ -221,12 +240,12 @@ def _run(job_id: str, reporter: JobReporter) -> str:
     return JobStatus.succeeded.value
 
 
-def _resume_point(reporter: JobReporter, store: LocalArtifactStore, attempt: int) -> Path | None:
+def _resume_point(reporter: JobReporter, store: ArtifactStore, attempt: int) -> Path | None:
     """A later attempt continues from the newest complete checkpoint; the curve loses later steps."""
     if attempt <= 1:
         return None
     checkpoint = reporter.latest_checkpoint()
-    folder = store.path(checkpoint.artifact_key) if checkpoint else None
+    folder = _checkpoint_folder(store, checkpoint.artifact_key) if checkpoint else None
     if checkpoint is None or folder is None or not (folder / "trainer_state.json").exists():
         reporter.drop_points_after(0)
         reporter.event(f"Attempt {attempt}: no complete checkpoint yet, starting from the beginning")
@@ -234,6 +253,14 @@ def _resume_point(reporter: JobReporter, store: LocalArtifactStore, attempt: int
     reporter.drop_points_after(checkpoint.step)
     reporter.event(f"Attempt {attempt}: resuming from the checkpoint at step {checkpoint.step}")
     return folder
+
+
+def _checkpoint_folder(store: ArtifactStore, key: str) -> Path | None:
+    """A local copy of a checkpoint to resume from (fetched from a remote store), or None."""
+    try:
+        return store.local_path(key)
+    except FileNotFoundError:
+        return None
 
 
 def _retry(reporter: JobReporter, code: str, message: str, detail: str | None = None) -> str:

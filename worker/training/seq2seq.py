@@ -11,7 +11,7 @@ from transformers import (
 )
 
 from app.spec import TrainingSpec
-from app.storage import LocalArtifactStore
+from app.storage import ArtifactStore
 from worker.training.data import to_source_target
 from worker.training.pipeline import TrainOutcome, start_training, train_and_save
 from worker.training.reporting import JobReporter
@@ -42,7 +42,7 @@ def train_seq2seq(
     train_rows: list[dict[str, Any]],
     validation_rows: list[dict[str, Any]],
     adapter_dir: Path,
-    store: LocalArtifactStore,
+    store: ArtifactStore,
     reporter: JobReporter,
     seed: int,
     trust_remote_code: bool = False,

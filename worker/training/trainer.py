@@ -12,6 +12,7 @@ from transformers import Trainer, TrainerControl, TrainerState, TrainingArgument
 
 from app import metric_names
 from app.spec import TrainingSpec
+from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.pipeline import Device, load_model, lora_config, training_kwargs
@@ -64,5 +65,5 @@ class TaskReportingCallback(ReportingCallback):
             self.reporter.metrics(state.global_step, state.epoch, values)
 
 
-class BucketedTrainer(LengthBucketMixin, Trainer):
-    """transformers' Trainer with length-bucketed batches."""
+class BucketedTrainer(ddp.RankZeroRngMixin, LengthBucketMixin, Trainer):
+    """transformers' Trainer with length-bucketed batches (and rank 0 writing every rank's RNG state)."""

@@ -1,0 +1,1 @@
+"""Accounts and access: users, roles, API keys, browser sessions with CSRF, the audit log."""

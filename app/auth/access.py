@@ -1,0 +1,83 @@
+"""Who may see and change which job or dataset.
+
+Jobs and datasets are seen by the whole team unless marked private (then only by their owner
+and admins); another user's private object is answered as if it did not exist (404). Changing
+one (cancel, delete, merge, resume, clean) is for its owner and admins (403 for other members).
+Objects from before accounts existed have no owner: everyone sees them, admins manage them.
+"""
+
+from typing import Any
+
+from fastapi import Request
+from sqlmodel import Session, col, or_
+
+from app.auth.deps import Forbidden, Principal, client_ip
+from app.auth.service import audit
+from app.datasets import service as datasets
+from app.datasets.service import NotFound
+from app.jobs import service as jobs
+from app.models import DatasetFile, Job, Role
+
+Owned = Job | DatasetFile
+
+
+def visible_clause(model: type[Job] | type[DatasetFile], viewer_id: int | None) -> Any:
+    """SQL condition for the rows ``viewer_id`` may see (None: an admin, who sees all)."""
+    if viewer_id is None:
+        return col(model.id).is_not(None)
+    return or_(col(model.private).is_(False), col(model.owner_id) == viewer_id)
+
+
+def can_see(obj: Owned, user: Principal) -> bool:
+    return user.is_admin or not obj.private or obj.owner_id == user.user_id
+
+
+def can_manage(obj: Owned, user: Principal) -> bool:
+    return user.is_admin or (user.role == Role.member and obj.owner_id == user.user_id)
+
+
+def job_for(session: Session, job_id: str, user: Principal, *, manage: str | None = None) -> Job:
+    """The job, if ``user`` may see it (and, when ``manage`` names an action, do that to it)."""
+    job = jobs.get_job(session=session, job_id=job_id)
+    if not can_see(job, user):
+        raise NotFound(f"no fine-tuning job with id {job_id!r}")
+    if manage and not can_manage(job, user):
+        raise Forbidden(f"only the job's owner or an admin can {manage} job {job_id}")
+    return job
+
+
+def dataset_for(
+    session: Session, dataset_id: str, user: Principal, *, manage: str | None = None
+) -> DatasetFile:
+    dataset = datasets.get_dataset(session=session, dataset_id=dataset_id)
+    if not can_see(dataset, user):
+        raise NotFound(f"no file with id {dataset_id!r}")
+    if manage and not can_manage(dataset, user):
+        raise Forbidden(f"only the file's owner or an admin can {manage} file {dataset_id}")
+    return dataset
+
+
+def log_action(
+    session: Session,
+    request: Request,
+    user: Principal,
+    action: str,
+    object_type: str,
+    object_id: str,
+    **detail: Any,
+) -> None:
+    """Put ``user``'s action in the audit log, in the transaction that does it."""
+    audit(
+        session=session,
+        user_id=user.user_id,
+        username=user.username,
+        action=action,
+        object_type=object_type,
+        object_id=object_id,
+        ip=client_ip(request),
+        detail=detail,
+    )
+
+
+def set_owner(obj: Owned, user: Principal, *, private: bool = False) -> None:
+    obj.owner_id, obj.owner, obj.private = user.user_id, user.username, private

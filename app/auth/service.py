@@ -1,0 +1,297 @@
+"""Users, API keys, login sessions, the audit log and login throttling — no HTTP here."""
+
+import hashlib
+import re
+import secrets
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from app.auth.passwords import dummy_hash, hash_password, verify_password
+from app.models import ApiKey, AppSecret, AuditEvent, LoginSession, Role, User
+from app.timeutil import utcnow
+
+USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
+MIN_PASSWORD = 8
+SESSION_LIFETIME = timedelta(days=7)
+KEY_PREFIX = "td-"
+LAST_USED_RESOLUTION = timedelta(seconds=60)  # don't write on every request of a busy script
+
+# Failed logins within the window that lock out a username, or an address, until it passes.
+LOGIN_WINDOW = timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_IP = 20
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be done as asked; the message says what to change."""
+
+    def __init__(self, message: str, param: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.param = param
+        self.status = status
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---- users -------------------------------------------------------------------------------------
+
+
+def check_password_rules(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD} characters", "password")
+    if len(password) > 1024:
+        raise AccountError("the password must have at most 1024 characters", "password")
+
+
+def create_user(
+    *, session: Session, username: str, password: str, role: Role, must_change_password: bool = False
+) -> User:
+    if not USERNAME.match(username):
+        raise AccountError(
+            "a username has 2–64 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "username",
+        )
+    check_password_rules(password)
+    if session.exec(select(User).where(func.lower(col(User.username)) == username.lower())).first():
+        raise AccountError(f"the username {username!r} is taken", "username", status=409)
+    user = User(
+        username=username,
+        password_hash=hash_password(password),
+        role=role,
+        must_change_password=must_change_password,
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(*, session: Session, username: str) -> User:
+    user = session.exec(select(User).where(col(User.username) == username)).first()
+    if user is None:
+        raise AccountError(f"no user named {username!r}", "username", status=404)
+    return user
+
+
+def list_users(*, session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(col(User.username))).all())
+
+
+def count_users(*, session: Session) -> int:
+    return int(session.exec(select(func.count()).select_from(User)).one())
+
+
+def check_login(*, session: Session, username: str, password: str) -> User | None:
+    """The user when the password is right; None otherwise, taking as long either way."""
+    user = session.exec(select(User).where(col(User.username) == username)).first()
+    if user is None or user.disabled:
+        verify_password(password, dummy_hash())
+        return None
+    return user if verify_password(password, user.password_hash) else None
+
+
+def set_password(*, session: Session, user: User, password: str) -> None:
+    check_password_rules(password)
+    user.password_hash = hash_password(password)
+    user.must_change_password = False
+    session.add(user)
+    # a new password ends every other login of this user
+    session.execute(sa.delete(LoginSession).where(col(LoginSession.user_id) == user.id))
+
+
+def set_role(*, session: Session, user: User, role: Role, disabled: bool | None = None) -> None:
+    if user.role == Role.admin and (role != Role.admin or disabled):
+        admins = session.exec(
+            select(func.count()).select_from(User).where(col(User.role) == Role.admin, ~col(User.disabled))
+        ).one()
+        if admins <= 1:
+            raise AccountError("this is the last admin; make another user admin first", "role", status=409)
+    user.role = role
+    if disabled is not None:
+        user.disabled = disabled
+        if disabled:
+            session.execute(sa.delete(LoginSession).where(col(LoginSession.user_id) == user.id))
+    session.add(user)
+
+
+# ---- API keys ----------------------------------------------------------------------------------
+
+
+def create_api_key(*, session: Session, user: User, name: str) -> tuple[ApiKey, str]:
+    """A new key for ``user``; the secret is returned here and never again."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise AccountError("give the key a name of 1–100 characters", "name")
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    assert user.id is not None
+    key = ApiKey(
+        id=f"key-{uuid.uuid4().hex[:16]}",
+        user_id=user.id,
+        name=name,
+        prefix=secret[: len(KEY_PREFIX) + 6],
+        key_hash=sha256(secret),
+    )
+    session.add(key)
+    session.flush()
+    return key, secret
+
+
+def list_api_keys(*, session: Session, user_id: int) -> list[ApiKey]:
+    query = select(ApiKey).where(col(ApiKey.user_id) == user_id).order_by(col(ApiKey.created_at).desc())
+    return list(session.exec(query).all())
+
+
+def revoke_api_key(*, session: Session, user_id: int | None, key_id: str) -> ApiKey:
+    """Revoke ``key_id`` (one of ``user_id``'s keys; any key when ``user_id`` is None)."""
+    key = session.get(ApiKey, key_id)
+    if key is None or (user_id is not None and key.user_id != user_id):
+        raise AccountError(f"no API key with id {key_id!r}", "key", status=404)
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.add(key)
+    return key
+
+
+def user_for_api_key(*, session: Session, secret: str) -> tuple[User, ApiKey] | None:
+    """The active user an unrevoked key belongs to; marks the key used (at most once a minute)."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    key = session.exec(select(ApiKey).where(col(ApiKey.key_hash) == sha256(secret))).first()
+    if key is None or key.revoked_at is not None:
+        return None
+    user = session.get(User, key.user_id)
+    if user is None or user.disabled:
+        return None
+    now = utcnow()
+    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+        key.last_used_at = now
+        session.add(key)
+    return user, key
+
+
+# ---- browser sessions --------------------------------------------------------------------------
+
+
+def start_login(*, session: Session, user: User) -> tuple[str, LoginSession]:
+    """A new login for ``user``: the cookie's token (returned once) and its row."""
+    token = secrets.token_urlsafe(32)
+    assert user.id is not None
+    login = LoginSession(
+        token_hash=sha256(token),
+        user_id=user.id,
+        csrf_token=secrets.token_urlsafe(32),
+        expires_at=utcnow() + SESSION_LIFETIME,
+    )
+    session.add(login)
+    # tidy up: logins that expired are of no use to anyone
+    session.execute(sa.delete(LoginSession).where(col(LoginSession.expires_at) < utcnow()))
+    return token, login
+
+
+def user_for_login(*, session: Session, token: str) -> tuple[User, LoginSession] | None:
+    if not token or len(token) > 200:
+        return None
+    login = session.get(LoginSession, sha256(token))
+    if login is None or login.expires_at < utcnow():
+        return None
+    user = session.get(User, login.user_id)
+    if user is None or user.disabled:
+        return None
+    return user, login
+
+
+def end_login(*, session: Session, token: str) -> None:
+    session.execute(sa.delete(LoginSession).where(col(LoginSession.token_hash) == sha256(token)))
+
+
+# ---- audit log and throttling ------------------------------------------------------------------
+
+
+def audit(
+    *,
+    session: Session,
+    user_id: int | None,
+    username: str,
+    action: str,
+    object_type: str = "",
+    object_id: str = "",
+    ip: str = "",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record an action in the caller's transaction: it is logged exactly when it happens."""
+    session.add(
+        AuditEvent(
+            user_id=user_id,
+            username=username[:64],
+            action=action,
+            object_type=object_type,
+            object_id=object_id[:300],
+            ip=ip[:64],
+            detail=detail or {},
+        )
+    )
+
+
+def list_audit(
+    *,
+    session: Session,
+    limit: int = 100,
+    before: int | None = None,
+    username: str | None = None,
+    action: str | None = None,
+) -> list[AuditEvent]:
+    query = select(AuditEvent)
+    if before is not None:
+        query = query.where(col(AuditEvent.id) < before)
+    if username:
+        query = query.where(col(AuditEvent.username) == username)
+    if action:
+        query = query.where(col(AuditEvent.action) == action)
+    return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all())
+
+
+def login_wait_seconds(*, session: Session, username: str, ip: str) -> int:
+    """Seconds until this username and address may try again; 0 when they may now."""
+    since = utcnow() - LOGIN_WINDOW
+    failures = select(AuditEvent.created_at).where(
+        col(AuditEvent.action) == "login_failed", col(AuditEvent.created_at) > since
+    )
+    by_user = list(session.exec(failures.where(col(AuditEvent.username) == username[:64])).all())
+    by_ip = list(session.exec(failures.where(col(AuditEvent.ip) == ip[:64])).all()) if ip else []
+    waits = [
+        _wait(times, limit, since)
+        for times, limit in ((by_user, MAX_FAILURES_PER_USER), (by_ip, MAX_FAILURES_PER_IP))
+    ]
+    return max(waits)
+
+
+def _wait(times: list[datetime], limit: int, since: datetime) -> int:
+    if len(times) < limit:
+        return 0
+    # locked until the failure that tipped it over leaves the window
+    oldest_counted = sorted(times)[-limit]
+    return max(1, int((oldest_counted - since).total_seconds()) + 1)
+
+
+# ---- secrets shared between processes ------------------------------------------------------------
+
+
+def shared_secret(*, session: Session, name: str) -> str:
+    """A random secret stored once per installation (created by whichever process asks first)."""
+    row = session.get(AppSecret, name)
+    if row is not None:
+        return row.value
+    value = secrets.token_urlsafe(32)
+    try:
+        with session.begin_nested():
+            session.add(AppSecret(name=name, value=value))
+    except sa.exc.IntegrityError:  # another process created it first
+        row = session.get(AppSecret, name)
+        assert row is not None
+        return row.value
+    return value

@@ -1,0 +1,1 @@
+"""Webhooks: signed HTTP POSTs when jobs succeed, fail, are cancelled or raise health alerts."""
