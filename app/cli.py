@@ -16,6 +16,8 @@ import httpx
 from sqlmodel import col, select
 
 from app.config import get_settings
+from app.logs import CONFIG_FILE as LOG_CONFIG_FILE
+from app.logs import configure_logging
 
 log = logging.getLogger("tunedeck")
 DEMO_DATASET = Path(__file__).parent / "demo" / "demo_dataset.jsonl"
@@ -202,12 +204,14 @@ def bootstrap() -> None:
 
 def _worker_command(name: str) -> list[str]:
     settings = get_settings()
+    quiet = ["--quiet"] if settings.log_format == "json" else []  # no banner: every line is JSON
     return [
         sys.executable,
         "-m",
         "celery",
         "-A",
         "worker.celery_app",
+        *quiet,
         "worker",
         "--pool",
         "solo",
@@ -236,6 +240,8 @@ def _web_command(host: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--log-config",  # the same handler, format and redaction as every tunedeck process
+        str(LOG_CONFIG_FILE),
     ]
 
 
@@ -250,6 +256,8 @@ def _serve_command(host: str, port: int) -> list[str]:
         "--port",
         str(port),
         "--no-access-log",
+        "--log-config",  # the same handler, format and redaction as every tunedeck process
+        str(LOG_CONFIG_FILE),
     ]
 
 
@@ -400,8 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s tunedeck %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    configure_logging()  # TUNEDECK_LOG_FORMAT: text (default) or json; secrets redacted either way
     args = build_parser().parse_args(argv)
     if args.command not in CLIENT_COMMANDS:  # the client commands only talk to a server's API
         _use_data_dir(args.data_dir)

@@ -1,5 +1,6 @@
 """Settings: the only module that reads the environment."""
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,11 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Field(
         Path.home() / ".cache" / "tunedeck" / "models",
         description="Where bundled base models are converted to safetensors, once per machine",
+    )
+    model_roots: str | None = Field(
+        None,
+        description="Folders (separated by os.pathsep) under which admins may register base models "
+        "over the API; default: the model cache dir and <data_dir>/models",
     )
     max_upload_bytes: int = Field(100 * 1024 * 1024, description="Largest dataset upload")
     sse_poll_seconds: float = Field(0.5, description="How often a live stream checks for news")
@@ -90,6 +96,24 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(
         5.0, ge=0, description="Wait before a delivery's 2nd POST; doubles after each failure, at most 1 h"
     )
+    # --- Operations (app/ops, app/logs.py) ---
+    metrics_token: str | None = Field(
+        None,
+        description="Bearer token Prometheus sends to /metrics; unset: /metrics answers loopback only",
+    )
+    log_format: str = Field("text", pattern="^(text|json)$", description="text, or json: one object a line")
+    # --- Scheduling (app/jobs/scheduling.py): memory routing, priorities, per-user limits ---
+    worker_memory_gib: float | None = Field(
+        None,
+        gt=0,
+        description="Memory per device this worker advertises (and takes jobs up to); default: the CUDA "
+        "device's total, or the machine's RAM on a CPU worker",
+    )
+    max_concurrent_jobs_per_user: int = Field(
+        2,
+        ge=0,
+        description="Jobs one user may have running at once (0: no limit); admins can set it per user",
+    )
     default_base_model: str = "smollm2-135m-instruct"
 
     @property
@@ -105,6 +129,16 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return (self.artifacts_root or self.data_dir / "artifacts").resolve()
+
+    @property
+    def model_root_dirs(self) -> list[Path]:
+        """Where model folders registered over the API must lie, symlinks resolved."""
+        roots = (
+            [Path(part) for part in self.model_roots.split(os.pathsep) if part.strip()]
+            if self.model_roots
+            else [self.model_cache_dir, self.data_dir / "models"]
+        )
+        return [root.expanduser().resolve() for root in roots]
 
     @property
     def broker_dir(self) -> Path:

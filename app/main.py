@@ -17,6 +17,10 @@ from app.datasets import api as files_api
 from app.datasets import views as datasets_views
 from app.jobs import api as jobs_api
 from app.jobs import views as jobs_views
+from app.limits import UploadLimit
+from app.ops import api as ops_api
+from app.ops.context import RequestContext
+from app.ops.metrics import CountRequests
 from app.paths import resource_dir
 from app.playground import api as playground_api
 from app.playground import views as playground_views
@@ -50,6 +54,7 @@ def create_app() -> FastAPI:
         lifespan=_lifespan,
     )
     app.include_router(accounts_views.public)
+    app.include_router(ops_api.router)  # /metrics (its own token rule), /livez, /readyz
     app.include_router(accounts_views.router)
     signed_in = [Depends(current_user)]  # every route below needs a login or an API key
     for module in (
@@ -70,7 +75,10 @@ def create_app() -> FastAPI:
         app.include_router(module.router, dependencies=signed_in)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)
+    app.add_middleware(UploadLimit)  # inside SecurityHeaders, so its 413s carry the headers too
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(CountRequests)  # outside the others: counts every answer, 413s included
+    app.add_middleware(RequestContext)  # outermost: the request id covers everything below
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -56,18 +56,56 @@ def _producer(broker_key: str) -> Celery:
     return celery
 
 
-def send_training_task(job_id: str, countdown: float | None = None) -> None:
-    """Ask a worker to run job ``job_id`` (call only after the job row is committed)."""
+# A training message only wakes a worker; the database decides which job it takes
+# (app/jobs/scheduling.py). Messages go to a queue per memory tier so that the workers that wake
+# are those that can hold the job: a job's message goes to the largest tier at or below its
+# estimate, and a worker consumes every tier up to its memory (plus the default queue). A worker
+# within the same tier step but below the estimate passes the message to the tier above its own
+# memory (app/jobs/scheduling.py: pass_on). Tiers sit at or below what real devices report; the
+# smallest serve CPU workers with declared memory and tests with tiny models.
+MEMORY_TIERS_GIB = (0.125, 0.25, 0.5, 1, 2, 4, 6, 8, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 160, 192)
+GIB = 2**30
+
+
+def tier_queue(tier_gib: float) -> str:
+    return f"{get_settings().queue}.mem-{tier_gib:g}"
+
+
+def training_queue(memory_bytes: int | None) -> str:
+    """The queue for a job needing ``memory_bytes`` (None or below every tier: the default queue)."""
+    below = [t for t in MEMORY_TIERS_GIB if memory_bytes is not None and t * GIB <= memory_bytes]
+    return tier_queue(below[-1]) if below else get_settings().queue
+
+
+def worker_queues(memory_gib: float | None) -> list[str]:
+    """Every queue a worker with ``memory_gib`` per device consumes, the default queue first."""
+    tiers = [t for t in MEMORY_TIERS_GIB if memory_gib is not None and t <= memory_gib]
+    return [get_settings().queue, *(tier_queue(t) for t in tiers)]
+
+
+def queue_above(memory_gib: float) -> str | None:
+    """The smallest tier whose workers all have more than ``memory_gib``, if there is one."""
+    return next((tier_queue(t) for t in MEMORY_TIERS_GIB if t > memory_gib), None)
+
+
+def send_training_task(
+    job_id: str, countdown: float | None = None, memory_bytes: int | None = None, queue: str | None = None
+) -> None:
+    """Wake a worker that can hold ``memory_bytes`` for job ``job_id`` (call only after the job row
+    is committed); ``queue`` overrides the tier."""
     settings = get_settings()
     producer = _producer(settings.redis_url or str(settings.broker_dir))
-    producer.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue, countdown=countdown)
+    target = queue or training_queue(memory_bytes)
+    producer.send_task(TRAIN_TASK, args=[job_id], queue=target, countdown=countdown)
 
 
-def dispatch_training_task(job_id: str, countdown: float | None = None) -> None:
+def dispatch_training_task(
+    job_id: str, countdown: float | None = None, memory_bytes: int | None = None, queue: str | None = None
+) -> None:
     """Send a job's message; if the broker is down, the job stays waiting and a worker's reaper
     sends it again later (``redispatch_after_seconds``), so submitting never fails on it."""
     try:
-        send_training_task(job_id, countdown)
+        send_training_task(job_id, countdown, memory_bytes, queue)
     except Exception as exc:  # kombu's OperationalError, a refused connection, a DNS failure
         log.warning("job %s: the queue broker is unreachable (%s); it will be sent again later", job_id, exc)
 

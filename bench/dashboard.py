@@ -22,112 +22,20 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from common import Web, fmt_bytes, fmt_ms, fresh_postgres, pct
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
 INSERT_BATCH = 20_000
 STREAM_KEY = "train_loss"
-
-
-def pct(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-def fmt_ms(seconds: float) -> str:
-    return f"{seconds * 1000:8.1f}"
-
-
-def fmt_bytes(n: int) -> str:
-    return f"{n / 1024:8.0f} KiB" if n < 2**20 else f"{n / 2**20:8.1f} MiB"
-
-
-# ---------------------------------------------------------------------------------------------
-# the database and the web process
-
-
-@contextmanager
-def fresh_postgres(url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``url``, dropped afterwards."""
-    import sqlalchemy as sa
-
-    name = f"tunedeck_bench_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(
-        url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
-    )
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-class Web:
-    """`tunedeck web` on its own port; the process id is uvicorn's (the CLI exec()s it)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        from tests.e2e.support import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop)
-        self.proc = subprocess.Popen(
-            [TUNEDECK, "web", "--data-dir", env["TUNEDECK_DATA_DIR"], "--port", str(self.port)],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                sys.exit(f"tunedeck web exited:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        sys.exit(f"tunedeck web did not start:\n{self.log()}")
-
-    def cpu_seconds(self) -> float:
-        """utime + stime of the web process so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
 
 
 def make_job(*, status: str, step: int = 0, attempt: int = 0) -> str:
@@ -221,7 +129,7 @@ def time_get(client: httpx.Client, path: str, requests: int) -> tuple[list[float
 
 def bench_pages(web: Web, jobs: dict[int, str], requests: int, heavy_requests: int) -> None:
     print(f"{'points/series':>13}  {'request':<44} {'p50 ms':>8} {'p95 ms':>8}  {'size':>12}  returned")
-    with httpx.Client(base_url=web.url, timeout=300) as client:
+    with httpx.Client(base_url=web.url, headers=web.auth, timeout=300) as client:
         for points, job_id in jobs.items():
             base = f"/api/v1/fine_tuning/jobs/{job_id}"
             checks = [
@@ -275,9 +183,10 @@ def run_writer(job_id: str, seconds: float, interval: float, out: Path) -> None:
 class Watcher(threading.Thread):
     """One browser tab: follows the stream from the start, records when each point arrives."""
 
-    def __init__(self, url: str, connected: threading.Semaphore) -> None:
+    def __init__(self, url: str, connected: threading.Semaphore, auth: dict[str, str]) -> None:
         super().__init__(daemon=True)
         self.url = url
+        self.auth = auth
         self.connected = connected
         self.received: list[tuple[int, int, float]] = []  # (metric id, step, receive time)
         self.error: str | None = None
@@ -290,7 +199,7 @@ class Watcher(threading.Thread):
         try:
             # while the job runs a status message comes every poll; a quiet stream sends a
             # keepalive every 15 s: 20 s without a byte means the stream is stuck
-            for message in sse_messages(self.url, read_timeout=20):
+            for message in sse_messages(self.url, read_timeout=20, auth=self.auth):
                 now = time.time()
                 if first:
                     self.connected.release()
@@ -325,7 +234,7 @@ def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, second
     url = f"{web.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
     log_offset = web.log_path.stat().st_size
     connected = threading.Semaphore(0)
-    threads = [Watcher(url, connected) for _ in range(watchers)]
+    threads = [Watcher(url, connected, web.auth) for _ in range(watchers)]
     for thread in threads:
         thread.start()
     # every watcher has its first status message (or gave up) before the first point, or 10 s passed
@@ -464,6 +373,7 @@ def main() -> None:
 def run(args: argparse.Namespace, tmp: Path, database_url: str | None) -> None:
     from app.config import get_settings
     from app.db import get_engine, migrate
+    from tests.accounts import bearer, make_user
 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["TUNEDECK_DATA_DIR"] = str(tmp / "data")
@@ -493,6 +403,7 @@ def run(args: argparse.Namespace, tmp: Path, database_url: str | None) -> None:
     print()
 
     web = Web(env, tmp / "web.log")
+    web.auth = bearer(make_user("bench"))  # every route but /healthz needs a key
     try:
         bench_pages(web, jobs, args.requests, args.heavy_requests)
         print()

@@ -5,6 +5,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,9 @@ from fastapi.testclient import TestClient
 
 from app.config import get_settings
 from tests.tiny_model import build_tiny_llama
+
+if TYPE_CHECKING:
+    from tests.e2e.support import Instance
 
 TEST_DATABASE_URL = os.environ.get("TUNEDECK_TEST_DATABASE_URL")
 TEST_REDIS_URL = os.environ.get("TUNEDECK_TEST_REDIS_URL")
@@ -129,3 +133,17 @@ def tiny_model(configured: Path, tiny_model_dir: Path) -> str:
     with session_scope() as session:
         register_model(session=session, name="tiny-llama", folder=tiny_model_dir)
     return "tiny-llama"
+
+
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator["Instance"]:
+    """SQLite + the embedded filesystem broker: what `make run` starts (one per test process,
+    shared by the end-to-end, browser, CLI-client and security tests)."""
+    from tests.e2e.support import Instance
+
+    instance = Instance(tmp_path_factory.mktemp("embedded") / "data")
+    instance.cli(
+        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
+    )
+    yield instance.start()
+    instance.stop()

@@ -3,6 +3,7 @@
 import logging
 import os
 import threading
+from functools import lru_cache
 
 import torch
 
@@ -12,6 +13,7 @@ from app.workers import BEAT_SECONDS, announce, sign_off
 log = logging.getLogger(__name__)
 
 
+@lru_cache(maxsize=1)
 def describe_device() -> tuple[str, int, float | None]:
     """(device name, count, memory per device in GiB): the GPUs, or the CPU and its RAM."""
     if torch.cuda.is_available():
@@ -20,6 +22,12 @@ def describe_device() -> tuple[str, int, float | None]:
         return props.name, count, props.total_memory / 2**30
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"cpu ({os.cpu_count()} cores)", 1, ram
+
+
+def advertised_memory_gib() -> float | None:
+    """The memory per device this worker takes jobs up to: TUNEDECK_WORKER_MEMORY_GIB when set (to
+    declare it, e.g. for a CPU worker or one that shares its GPU), else what the device reports."""
+    return get_settings().worker_memory_gib or describe_device()[2]
 
 
 class Beacon:
@@ -39,7 +47,8 @@ class Beacon:
             log.exception("could not sign off worker %s", self.name)
 
     def _run(self) -> None:
-        device, count, memory = describe_device()
+        device, count, _ = describe_device()
+        memory = advertised_memory_gib()
         while True:
             try:
                 announce(

@@ -13,6 +13,7 @@ from sqlmodel import col, update
 from app.db import read_session, session_scope
 from app.faults import pause
 from app.jobs.service import add_event
+from app.logs import job_context
 from app.models import BaseModelRecord, Job, Merge
 from app.spec import TrainingSpec
 from app.storage import get_store
@@ -45,7 +46,15 @@ def _progress(merge: Merge, fraction: float, message: str) -> None:
 
 
 def run_merge(merge_id: str) -> str:
-    """Run merge ``merge_id`` if it is still queued; return its final status."""
+    """Run merge ``merge_id`` if it is still queued; return its final status. Log lines meanwhile
+    carry the merged job's id."""
+    with read_session() as session:
+        merge = session.get(Merge, merge_id)
+    with job_context(merge.job_id if merge else None):
+        return _run_merge(merge_id)
+
+
+def _run_merge(merge_id: str) -> str:
     with session_scope() as session:
         claimed = session.exec(
             update(Merge)

@@ -8,10 +8,10 @@ from worker.celery_app import celery
 
 @celery.task(name=TRAIN_TASK, bind=True)
 def train(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
-    """Run fine-tuning job ``job_id`` if it is still waiting; return its final status."""
-    from worker.training.runner import run_job
+    """Woken for job ``job_id``: run the best waiting job this worker can hold; return its final status."""
+    from worker.training.runner import run_next
 
-    return run_job(job_id, worker_name=self.request.hostname or socket.gethostname())
+    return run_next(job_id, worker_name=self.request.hostname or socket.gethostname())
 
 
 @celery.task(name=MERGE_TASK)

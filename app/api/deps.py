@@ -25,5 +25,8 @@ def commit(session: Session) -> None:
     finish(session, ok=True)
 
 
+# The largest integer the databases store: ids, cursors and offsets above it are refused (422), not a 500.
+DB_INT_MAX = 2**63 - 1
+
 SessionDep = Annotated[Session, Depends(get_session)]
 StoreDep = Annotated[ArtifactStore, Depends(get_store)]

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.auth.deps import Forbidden, NotAuthenticated
 from app.auth.service import AccountError
-from app.basemodels.service import ModelFolderInvalid
+from app.basemodels.service import ModelFolderInvalid, ModelPathNotAllowed
 from app.datasets.parsing import DatasetInvalid
 from app.datasets.service import NotFound
 from app.jobs.service import AdviceBlocked, InvalidJobRequest, JobConflict
@@ -122,6 +122,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ModelFolderInvalid)
     async def _bad_model(request: Request, exc: ModelFolderInvalid) -> Response:
         return _respond(request, 400, error_body(str(exc), status=400, param="model", code="invalid_model"))
+
+    @app.exception_handler(ModelPathNotAllowed)
+    async def _bad_model_path(request: Request, exc: ModelPathNotAllowed) -> Response:
+        return _respond(request, 400, error_body(str(exc), status=400, param="path", code="invalid_path"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

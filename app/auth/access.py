@@ -16,6 +16,7 @@ from app.auth.service import audit
 from app.datasets import service as datasets
 from app.datasets.service import NotFound
 from app.jobs import service as jobs
+from app.jobs.scheduling import MEMBER_MAX_PRIORITY
 from app.models import DatasetFile, Job, Role
 
 Owned = Job | DatasetFile
@@ -81,3 +82,9 @@ def log_action(
 
 def set_owner(obj: Owned, user: Principal, *, private: bool = False) -> None:
     obj.owner_id, obj.owner, obj.private = user.user_id, user.username, private
+
+
+def check_priority(priority: int, user: Principal) -> None:
+    """Members queue at 0-5; only admins may put a job ahead of everyone's normal work (6-9)."""
+    if priority > MEMBER_MAX_PRIORITY and not user.is_admin:
+        raise Forbidden(f"priority {priority} is for admins; members choose 0-{MEMBER_MAX_PRIORITY}")

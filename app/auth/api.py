@@ -6,9 +6,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep, commit
+from app.api.deps import DB_INT_MAX, SessionDep, commit
 from app.auth import service
-from app.auth.deps import AdminUser, CurrentUser, client_ip
+from app.auth.access import log_action
+from app.auth.deps import AdminUser, CurrentUser
+from app.jobs.scheduling import Usage, limit_of, usage_by_owner
 from app.models import ApiKey, AuditEvent, Role, User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
@@ -20,10 +22,24 @@ class UserPublic(BaseModel):
     role: Role
     disabled: bool
     created_at: datetime
+    max_concurrent_jobs: int | None = Field(None, description="jobs they may run at once; null: the default")
+    job_limit: int = Field(0, description="the limit that applies to them (0: none)")
+    gpu_hours: float = Field(0.0, description="time × GPUs over all their jobs' attempts")
+    device_hours: float = Field(0.0, description="the same for any device, CPUs included")
 
     @classmethod
-    def of(cls, user: User) -> "UserPublic":
-        return cls(username=user.username, role=user.role, disabled=user.disabled, created_at=user.created_at)
+    def of(cls, user: User, usage: Usage | None = None) -> "UserPublic":
+        used = usage or Usage()
+        return cls(
+            username=user.username,
+            role=user.role,
+            disabled=user.disabled,
+            created_at=user.created_at,
+            max_concurrent_jobs=user.max_concurrent_jobs,
+            job_limit=limit_of(user),
+            gpu_hours=used.gpu_hours,
+            device_hours=used.device_hours,
+        )
 
 
 class ApiKeyPublic(BaseModel):
@@ -62,6 +78,9 @@ class UserCreate(BaseModel):
 class UserUpdate(BaseModel):
     role: Role | None = None
     disabled: bool | None = None
+    max_concurrent_jobs: int | None = Field(
+        None, ge=0, le=10_000, description="jobs they may run at once; 0: no limit, null: the default"
+    )
 
 
 class AuditPublic(BaseModel):
@@ -98,7 +117,7 @@ class AuditList(BaseModel):
 def me(session: SessionDep, user: CurrentUser) -> UserPublic:
     account = session.get(User, user.user_id)
     assert account is not None
-    return UserPublic.of(account)
+    return UserPublic.of(account, usage_by_owner(session=session).get(user.user_id))
 
 
 @router.get(
@@ -108,20 +127,6 @@ def my_keys(session: SessionDep, user: CurrentUser) -> list[ApiKeyPublic]:
     return [ApiKeyPublic.of(k) for k in service.list_api_keys(session=session, user_id=user.user_id)]
 
 
-def _audit(
-    session: SessionDep, request: Request, user: CurrentUser, action: str, kind: str, obj: str
-) -> None:
-    service.audit(
-        session=session,
-        user_id=user.user_id,
-        username=user.username,
-        action=action,
-        object_type=kind,
-        object_id=obj,
-        ip=client_ip(request),
-    )
-
-
 @router.post(
     "/me/api_keys", response_model=ApiKeyPublic, summary="Create an API key (shown once, in this answer)"
 )
@@ -129,7 +134,7 @@ def create_key(session: SessionDep, request: Request, user: CurrentUser, body: A
     account = session.get(User, user.user_id)
     assert account is not None
     key, secret = service.create_api_key(session=session, user=account, name=body.name)
-    _audit(session, request, user, "api_key_created", "api_key", key.id)
+    log_action(session, request, user, "api_key_created", "api_key", key.id)
     commit(session)
     return ApiKeyPublic.of(key, secret)
 
@@ -137,14 +142,15 @@ def create_key(session: SessionDep, request: Request, user: CurrentUser, body: A
 @router.delete("/me/api_keys/{key_id}", response_model=ApiKeyPublic, summary="Revoke one of your API keys")
 def revoke_key(session: SessionDep, request: Request, user: CurrentUser, key_id: str) -> ApiKeyPublic:
     key = service.revoke_api_key(session=session, user_id=user.user_id, key_id=key_id)
-    _audit(session, request, user, "api_key_revoked", "api_key", key.id)
+    log_action(session, request, user, "api_key_revoked", "api_key", key.id)
     commit(session)
     return ApiKeyPublic.of(key)
 
 
 @router.get("/users", response_model=list[UserPublic], summary="Every user (admins)")
 def list_users(session: SessionDep, admin: AdminUser) -> list[UserPublic]:
-    return [UserPublic.of(u) for u in service.list_users(session=session)]
+    usage = usage_by_owner(session=session)
+    return [UserPublic.of(u, usage.get(u.id or 0)) for u in service.list_users(session=session)]
 
 
 @router.post("/users", response_model=UserPublic, summary="Add a user (admins)")
@@ -152,7 +158,7 @@ def create_user(session: SessionDep, request: Request, admin: AdminUser, body: U
     user = service.create_user(
         session=session, username=body.username, password=body.password, role=body.role
     )
-    _audit(session, request, admin, "user_created", "user", user.username)
+    log_action(session, request, admin, "user_created", "user", user.username)
     commit(session)
     return UserPublic.of(user)
 
@@ -165,9 +171,11 @@ def update_user(
 ) -> UserPublic:
     user = service.get_user(session=session, username=username)
     service.set_role(session=session, user=user, role=body.role or user.role, disabled=body.disabled)
-    _audit(session, request, admin, "user_updated", "user", username)
+    if "max_concurrent_jobs" in body.model_fields_set:
+        service.set_job_limit(session=session, user=user, limit=body.max_concurrent_jobs)
+    log_action(session, request, admin, "user_updated", "user", username)
     commit(session)
-    return UserPublic.of(user)
+    return UserPublic.of(user, usage_by_owner(session=session).get(user.id or 0))
 
 
 @router.get("/audit", response_model=AuditList, summary="Who did what, newest first (admins)")
@@ -176,7 +184,7 @@ def audit_log(
     admin: AdminUser,
     username: str | None = None,
     action: str | None = None,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditList:
     events = service.list_audit(session=session, limit=limit, before=before, username=username, action=action)

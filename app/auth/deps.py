@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.auth import service
 from app.config import get_settings
@@ -58,7 +59,7 @@ async def current_user(request: Request) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    principal = _identify(request)
+    principal = await run_in_threadpool(_identify, request)  # database reads: off the event loop
     if request.method not in SAFE_METHODS:
         if principal.via == "session":
             await _check_csrf(request, principal)

@@ -119,6 +119,16 @@ def set_role(*, session: Session, user: User, role: Role, disabled: bool | None 
     session.add(user)
 
 
+def set_job_limit(*, session: Session, user: User, limit: int | None) -> None:
+    """Jobs ``user`` may run at once: None for the site default, 0 for no limit."""
+    if limit is not None and limit < 0:
+        raise AccountError(
+            "the job limit is a number of jobs, 0 or more (0: no limit)", "max_concurrent_jobs"
+        )
+    user.max_concurrent_jobs = limit
+    session.add(user)
+
+
 # ---- API keys ----------------------------------------------------------------------------------
 
 

@@ -8,6 +8,7 @@ from sqlmodel import Session
 
 from app.api.deps import SessionDep, commit, get_session
 from app.auth import service
+from app.auth.access import log_action
 from app.auth.deps import (
     PASSWORD_PAGE,
     SESSION_COOKIE,
@@ -19,6 +20,7 @@ from app.auth.deps import (
 from app.auth.passwords import verify_password
 from app.auth.service import AccountError
 from app.config import get_settings
+from app.jobs.scheduling import Usage, limit_of, usage_by_owner
 from app.models import Role, User
 from app.web import templates
 
@@ -89,9 +91,7 @@ def logout(request: Request, session: SessionDep, user: CurrentUser) -> Response
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         service.end_login(session=session, token=token)
-    service.audit(
-        session=session, user_id=user.user_id, username=user.username, action="logout", ip=client_ip(request)
-    )
+    log_action(session, request, user, "logout", "", "")
     commit(session)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
@@ -109,6 +109,8 @@ def _account_page(
     status: int = 200,
 ) -> Response:
     context = {
+        "usage": usage_by_owner(session=session).get(user.user_id, Usage()),
+        "job_limit": limit_of(session.get(User, user.user_id)),
         "keys": service.list_api_keys(session=session, user_id=user.user_id),
         "new_key": new_key,
         "error": error,
@@ -145,13 +147,7 @@ def change_password(
     except AccountError as exc:
         return templates.TemplateResponse(request, "pages/password.html", {"error": str(exc)}, 400)
     token, _ = service.start_login(session=session, user=account)  # other logins end; this one goes on
-    service.audit(
-        session=session,
-        user_id=user.user_id,
-        username=user.username,
-        action="password_changed",
-        ip=client_ip(request),
-    )
+    log_action(session, request, user, "password_changed", "", "")
     commit(session)
     response = RedirectResponse("/account?changed=1", status_code=303)
     _set_login_cookie(request, response, token)
@@ -168,16 +164,7 @@ def create_key(
         key, secret = service.create_api_key(session=session, user=account, name=name)
     except AccountError as exc:
         return _account_page(request, session, user, error=str(exc), status=400)
-    service.audit(
-        session=session,
-        user_id=user.user_id,
-        username=user.username,
-        action="api_key_created",
-        object_type="api_key",
-        object_id=key.id,
-        ip=client_ip(request),
-        detail={"name": key.name},
-    )
+    log_action(session, request, user, "api_key_created", "api_key", key.id, name=key.name)
     commit(session)
     return _account_page(request, session, user, new_key=secret)
 
@@ -188,15 +175,7 @@ def revoke_key(request: Request, session: SessionDep, user: CurrentUser, key_id:
         key = service.revoke_api_key(session=session, user_id=user.user_id, key_id=key_id)
     except AccountError as exc:
         return _account_page(request, session, user, error=str(exc), status=exc.status)
-    service.audit(
-        session=session,
-        user_id=user.user_id,
-        username=user.username,
-        action="api_key_revoked",
-        object_type="api_key",
-        object_id=key.id,
-        ip=client_ip(request),
-    )
+    log_action(session, request, user, "api_key_revoked", "api_key", key.id)
     commit(session)
     return RedirectResponse("/account", status_code=303)
 
@@ -204,7 +183,13 @@ def revoke_key(request: Request, session: SessionDep, user: CurrentUser, key_id:
 def _users_page(
     request: Request, session: Session, *, error: str | None = None, status: int = 200
 ) -> Response:
-    context = {"users": service.list_users(session=session), "roles": list(Role), "error": error}
+    context = {
+        "users": service.list_users(session=session),
+        "roles": list(Role),
+        "error": error,
+        "usage": usage_by_owner(session=session),
+        "default_limit": get_settings().max_concurrent_jobs_per_user,
+    }
     return templates.TemplateResponse(request, "pages/users.html", context, status)
 
 
@@ -227,16 +212,7 @@ def add_user(
     except AccountError as exc:
         session.rollback()
         return _users_page(request, session, error=str(exc), status=exc.status)
-    service.audit(
-        session=session,
-        user_id=admin.user_id,
-        username=admin.username,
-        action="user_created",
-        object_type="user",
-        object_id=user.username,
-        ip=client_ip(request),
-        detail={"role": role.value},
-    )
+    log_action(session, request, admin, "user_created", "user", user.username, role=role.value)
     commit(session)
     return RedirectResponse("/admin/users", status_code=303)
 
@@ -249,22 +225,29 @@ def update_user(
     username: str,
     role: Annotated[Role, Form()],
     disabled: Annotated[bool, Form()] = False,
+    max_concurrent_jobs: Annotated[str | None, Form(max_length=6)] = None,
 ) -> Response:
     try:
         user = service.get_user(session=session, username=username)
         service.set_role(session=session, user=user, role=role, disabled=disabled)
+        if max_concurrent_jobs is not None:  # empty: back to the default
+            limit = max_concurrent_jobs.strip()
+            if limit and not limit.isdigit():
+                raise AccountError("the job limit is a whole number (0: no limit)", "max_concurrent_jobs")
+            service.set_job_limit(session=session, user=user, limit=int(limit) if limit else None)
     except AccountError as exc:
         session.rollback()
         return _users_page(request, session, error=str(exc), status=exc.status)
-    service.audit(
-        session=session,
-        user_id=admin.user_id,
-        username=admin.username,
-        action="user_updated",
-        object_type="user",
-        object_id=username,
-        ip=client_ip(request),
-        detail={"role": role.value, "disabled": disabled},
+    log_action(
+        session,
+        request,
+        admin,
+        "user_updated",
+        "user",
+        username,
+        role=role.value,
+        disabled=disabled,
+        max_concurrent_jobs=max_concurrent_jobs,
     )
     commit(session)
     return RedirectResponse("/admin/users", status_code=303)

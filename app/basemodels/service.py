@@ -21,6 +21,38 @@ class ModelFolderInvalid(ValueError):
     """The folder cannot be registered; the message says why."""
 
 
+class ModelPathNotAllowed(ModelFolderInvalid):
+    """The path lies outside the folders admins may register models from (TUNEDECK_MODEL_ROOTS)."""
+
+
+def allowed_model_folder(path: str, roots: list[Path]) -> Path:
+    """The folder ``path`` names (absolute, or relative to a root), symlinks followed, if it lies
+    under one of ``roots``; ModelPathNotAllowed otherwise."""
+    where = ", ".join(str(root) for root in roots) or "none configured"
+    hint = f"register folders under one of the model roots: {where} (TUNEDECK_MODEL_ROOTS)"
+    raw = Path(path)
+    # An absolute path may lie under any root; a relative one must stay inside the root it is joined to.
+    tries = [(roots, raw)] if raw.is_absolute() else [([root], root / raw) for root in roots]
+    try:
+        candidates = [(within, joined.resolve()) for within, joined in tries]
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop
+        raise ModelPathNotAllowed(f"{path!r} is not a usable path; {hint}") from None
+    for within, candidate in candidates:
+        if not any(candidate.is_relative_to(root) for root in within):
+            raise ModelPathNotAllowed(f"{path!r} leads outside the allowed folders; {hint}")
+    folder = next((candidate for _, candidate in candidates if _is_folder(candidate)), None)
+    if folder is None:
+        raise ModelPathNotAllowed(f"there is no folder {path!r} under the model roots; {hint}")
+    return folder
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long for the file system, say
+        return False
+
+
 def check_model_folder(folder: Path, *, trust_remote_code: bool = False) -> tuple[str, int]:
     """Refuse folders we must not load; return (architecture, parameter count)."""
     if not (folder / "config.json").is_file():
@@ -68,6 +100,15 @@ def register_model(
     record.path, record.description = str(folder), description
     record.architecture, record.n_params = architecture, n_params
     record.trust_remote_code = trust_remote_code
+    session.add(record)
+    session.flush()
+    return record
+
+
+def set_trust_remote_code(*, session: Session, model_id: str, allowed: bool) -> BaseModelRecord:
+    """Allow (or stop allowing) base model ``model_id``'s own Python code when it is loaded."""
+    record = get_model(session=session, model_id=model_id)
+    record.trust_remote_code = allowed
     session.add(record)
     session.flush()
     return record

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from app.api.deps import SessionDep, StoreDep, commit
+from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser
 from app.basemodels.service import get_model
@@ -20,6 +20,7 @@ from app.datasets.schemas import (
     RowsPage,
     TokenStatsPublic,
 )
+from app.limits import describe_limit
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -31,7 +32,7 @@ async def read_upload(upload: StarletteUpload) -> bytes:
     while chunk := await upload.read(1 << 20):
         size += len(chunk)
         if size > limit:
-            raise HTTPException(413, f"file is larger than the {limit // (1 << 20)} MiB upload limit")
+            raise HTTPException(413, f"file is larger than the {describe_limit(limit)} upload limit")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -70,7 +71,7 @@ def list_files(
     session: SessionDep,
     user: CurrentUser,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
 ) -> FileList:
     datasets, total = service.list_datasets(
         session=session, limit=limit, offset=offset, viewer_id=user.viewer_id

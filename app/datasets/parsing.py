@@ -150,7 +150,10 @@ def _csv_records(text: str) -> list[Record]:
         except StopIteration:
             return records
         except csv.Error as exc:
-            raise DatasetInvalid([Problem(reader.line_num, f"broken CSV ({exc})")]) from None
+            # DictReader counts lines only after a good row: the broken one starts on the next line.
+            start, found = reader.line_num + 1, reader.reader.line_num
+            runs_on = f"; it runs on to line {found}, look for an unclosed quote" if found > start else ""
+            raise DatasetInvalid([Problem(start, f"broken CSV ({exc}{runs_on})")]) from None
         if None in row:
             records.append((reader.line_num, Problem(reader.line_num, "more cells than header columns")))
             continue

@@ -8,12 +8,12 @@ import statistics
 from bisect import bisect_right
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, col, func, or_, select
 
 from app.config import get_settings
+from app.datasets import archives
 from app.datasets.cleaning import (
     CleaningOptions,
     CleaningReport,
@@ -50,12 +50,15 @@ def create_dataset(
         raise DatasetInvalid(
             [Problem(0, "validation_split must be at least 0 and below 1", "validation_split")]
         )
-    parsed = parse_dataset(data, filename)
+    payload, name = (data, filename)
+    if archives.is_archive(filename):  # one data file inside, read in memory
+        payload, name = archives.unpack(data, filename, limit=get_settings().max_upload_bytes)
+    parsed = parse_dataset(payload, name)
     rows, duplicates = _dedupe(parsed)
     train, validation = split_rows(rows, validation_split, split_seed)
     dataset = DatasetFile(
         id=new_id("file"),
-        filename=Path(filename).name[:255] or "dataset",
+        filename=_display_name(filename),
         bytes=len(data),
         format=parsed.format,
         rows=len(rows),
@@ -67,6 +70,11 @@ def create_dataset(
     )
     _store(session=session, store=store, dataset=dataset, original=data, splits=_jsonl(train, validation))
     return dataset
+
+
+def _display_name(filename: str) -> str:
+    """The uploaded name as sent (it is only ever shown, never used as a path), minus control characters."""
+    return "".join(c for c in filename if c.isprintable())[:255] or "dataset"
 
 
 def _jsonl(train: list[dict[str, Any]], validation: list[dict[str, Any]]) -> dict[str, bytes]:

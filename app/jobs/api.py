@@ -7,13 +7,14 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
-from app.api.deps import SessionDep, StoreDep, commit
-from app.auth.access import dataset_for, job_for, log_action
+from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
+from app.auth.access import check_priority, dataset_for, job_for, log_action
 from app.auth.deps import CurrentUser
 from app.config import get_settings
 from app.datasets.service import NotFound
 from app.db import read_session
 from app.jobs import merging, service
+from app.jobs.scheduling import waiting_reasons
 from app.jobs.schemas import (
     AdvicePublic,
     CheckpointList,
@@ -41,6 +42,7 @@ def create_job(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, body: JobCreate
 ) -> JobPublic:
     _check_files(session, user, body)
+    check_priority(body.priority, user)
     job = service.create_job(
         session=session,
         store=store,
@@ -52,6 +54,7 @@ def create_job(
         spec=body.hyperparameters,
         owner=(user.user_id, user.username),
         private=body.private,
+        priority=body.priority,
     )
     log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
     commit(session)
@@ -100,7 +103,8 @@ def list_jobs(
     if after is not None:
         job_for(session, after, user)
     jobs, has_more = service.list_jobs(session=session, after=after, limit=limit, filters=filters)
-    return JobList(data=[JobPublic.of(j) for j in jobs], has_more=has_more)
+    reasons = waiting_reasons(session=session, jobs=jobs)
+    return JobList(data=[JobPublic.of(j, reasons.get(j.id)) for j in jobs], has_more=has_more)
 
 
 @router.delete("/{job_id}", summary="Delete a finished job with its files, metrics and events")
@@ -140,7 +144,8 @@ def resume_job(
 
 @router.get("/{job_id}", response_model=JobPublic)
 def retrieve_job(session: SessionDep, user: CurrentUser, job_id: str) -> JobPublic:
-    return JobPublic.of(job_for(session, job_id, user))
+    job = job_for(session, job_id, user)
+    return JobPublic.of(job, waiting_reasons(session=session, jobs=[job]).get(job.id))
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
@@ -161,7 +166,9 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
 ) -> EventList:
     cursor = (
-        int(after.removeprefix("ftevent-")) if after and after.removeprefix("ftevent-").isdigit() else None
+        min(int(after.removeprefix("ftevent-")), DB_INT_MAX)
+        if after and after.removeprefix("ftevent-").isdigit()
+        else None
     )
     job_for(session, job_id, user)
     events, has_more = service.list_events(session=session, job_id=job_id, after=cursor, limit=limit)
@@ -185,7 +192,7 @@ def list_metrics(
     session: SessionDep,
     user: CurrentUser,
     job_id: str,
-    after_id: int = 0,
+    after_id: Annotated[int, Query(ge=0, le=DB_INT_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 10_000,
 ) -> Response:
     job_for(session, job_id, user)

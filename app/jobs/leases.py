@@ -12,6 +12,7 @@ from sqlmodel import Session, col, func, select, update
 
 from app.config import get_settings
 from app.db import after_commit, session_scope
+from app.jobs.scheduling import charge, wake_owner
 from app.jobs.service import add_event
 from app.models import Job, JobStatus
 from app.queue import dispatch_training_task
@@ -47,6 +48,7 @@ def reap_expired() -> list[str]:
         for job in session.exec(query).all():
             if retry_or_fail(session, job, reason=f"worker {job.worker} stopped responding (lease expired)"):
                 reaped.append(job.id)
+                after_commit(session, partial(wake_owner, job.owner_id))  # a slot of theirs is free
         stale = select(Job).where(
             col(Job.status) == JobStatus.retrying,
             col(Job.next_attempt_at) < now - timedelta(seconds=get_settings().lease_seconds),
@@ -54,7 +56,9 @@ def reap_expired() -> list[str]:
         for job in session.exec(stale).all():  # its message was lost with a dead worker: send another
             job.next_attempt_at = job.dispatched_at = now
             session.add(job)
-            after_commit(session, partial(dispatch_training_task, job.id))
+            after_commit(
+                session, partial(dispatch_training_task, job.id, memory_bytes=job.memory_estimate_bytes)
+            )
         waiting = select(Job).where(
             col(Job.status) == JobStatus.queued,
             col(Job.cancel_requested).is_(False),
@@ -64,14 +68,17 @@ def reap_expired() -> list[str]:
         for job in session.exec(waiting).all():  # the broker may have lost it (a restart): send again
             job.dispatched_at = now
             session.add(job)
-            after_commit(session, partial(dispatch_training_task, job.id))
+            after_commit(
+                session, partial(dispatch_training_task, job.id, memory_bytes=job.memory_estimate_bytes)
+            )
         return reaped
 
 
 def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worker_lost") -> JobStatus | None:
     """Move attempt ``job.attempt`` on: retrying after a backoff, or failed after the last attempt.
 
-    Returns the new status, or None when the job had already moved on (another writer won).
+    Returns the new status, or None when the job had already moved on (another writer won). The
+    attempt's time is charged up to its last heartbeat (the worker may have died since).
     """
     now = utcnow()
     guard = (col(Job.id) == job.id, col(Job.attempt) == job.attempt, col(Job.status) == job.status)
@@ -93,6 +100,7 @@ def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worke
             "dispatched_at": now,
             "lease_expires_at": None,
         }
+    values |= charge(job, job.heartbeat_at or now)
     if session.exec(update(Job).where(*guard).values(**values)).rowcount != 1:
         return None
     add_event(
@@ -102,7 +110,8 @@ def retry_or_fail(session: Session, job: Job, *, reason: str, code: str = "worke
         level="warning" if status == JobStatus.retrying else "error",
     )
     if status == JobStatus.retrying:
-        after_commit(session, partial(dispatch_training_task, job.id, countdown=delay))
+        memory = job.memory_estimate_bytes
+        after_commit(session, partial(dispatch_training_task, job.id, countdown=delay, memory_bytes=memory))
     else:
         session.refresh(job)  # the hooks get the job as it ended
         emit_finished(session, job)

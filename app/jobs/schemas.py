@@ -5,6 +5,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from app.jobs.advisor import Check, Estimates
+from app.jobs.scheduling import job_usage
 from app.jobs.service import progress
 from app.models import Checkpoint, Job, JobEvent, Merge
 from app.spec import TrainingSpec
@@ -36,6 +37,9 @@ class JobCreate(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Training seed (default 42)")
     hyperparameters: TrainingSpec = Field(default_factory=TrainingSpec)
     private: bool = Field(False, description="only you and admins see the job (default: the whole team)")
+    priority: int = Field(
+        5, ge=0, le=9, description="workers take higher first, then older first; members 0-5, admins up to 9"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -98,10 +102,19 @@ class JobPublic(BaseModel):
     advice: list[dict[str, Any]]
     owner: str | None = Field(None, description="username of who launched it")
     private: bool = False
+    priority: int = 5
+    memory_estimate_bytes: int | None = Field(None, description="the advisor's peak memory per device")
+    worker: str | None = Field(None, description="the worker running (or that last ran) it")
+    gpu_hours: float = Field(0.0, description="time × GPUs over its attempts (0 on CPU workers)")
+    device_hours: float = Field(0.0, description="time × devices over its attempts, CPUs included")
+    waiting_reason: str | None = Field(
+        None, description="why a waiting job is held back, if not just busy workers"
+    )
 
     @classmethod
-    def of(cls, job: Job) -> "JobPublic":
+    def of(cls, job: Job, waiting_reason: str | None = None) -> "JobPublic":
         p = progress(job)
+        used = job_usage(job)
         eta = int(p.eta.timestamp()) if p.eta else None
         return cls(
             id=job.id,
@@ -131,6 +144,12 @@ class JobPublic(BaseModel):
             advice=job.advice or [],
             owner=job.owner,
             private=job.private,
+            priority=job.priority,
+            memory_estimate_bytes=job.memory_estimate_bytes,
+            worker=job.worker,
+            gpu_hours=used.gpu_hours,
+            device_hours=used.device_hours,
+            waiting_reason=waiting_reason,
         )
 
 

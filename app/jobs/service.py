@@ -14,6 +14,7 @@ from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
+from app.jobs.scheduling import memory_check
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
@@ -54,10 +55,11 @@ def create_job(
     seed: int | None = None,
     owner: tuple[int, str] | None = None,
     private: bool = False,
+    priority: int = 5,
 ) -> Job:
     """Check the request, store the job as queued and enqueue it once committed.
     ``owner`` is (user id, username) of who launches it."""
-    checks, _ = advise_job(
+    checks, estimates = advise_job(
         session=session,
         store=store,
         model=model,
@@ -83,13 +85,15 @@ def create_job(
         owner_id=owner[0] if owner else None,
         owner=owner[1] if owner else None,
         private=private,
+        priority=priority,
+        memory_estimate_bytes=estimates.memory_bytes.get("total"),
     )
     session.add(job)
     session.flush()
     add_event(session=session, job_id=job.id, message=f"Created fine-tuning job {job.id} on {model}")
     for check in checks:
         add_event(session=session, job_id=job.id, message=f"Advisor: {check.message}", level=check.level)
-    after_commit(session, lambda: dispatch_training_task(job.id))
+    after_commit(session, lambda: dispatch_training_task(job.id, memory_bytes=job.memory_estimate_bytes))
     return job
 
 
@@ -134,7 +138,9 @@ def advise_job(
     has_validation = validation is not None or train.validation_rows > 0
     checks += pitfalls(spec, info=info, stats=stats, train_rows=train_rows, has_validation=has_validation)
     speed = measured_tokens_per_second(session=session, model=model)
-    return checks, estimate(spec, info, stats=stats, train_rows=train_rows, tokens_per_second=speed)
+    estimates = estimate(spec, info, stats=stats, train_rows=train_rows, tokens_per_second=speed)
+    too_big = memory_check(session=session, spec=spec, budget=estimates.memory_bytes)
+    return checks + ([too_big] if too_big else []), estimates
 
 
 def measured_tokens_per_second(*, session: Session, model: str) -> float | None:
@@ -239,9 +245,11 @@ def page_of_jobs(
 
 
 def queue(*, session: Session) -> list[Job]:
-    """Jobs waiting for a worker, in the order workers take them (oldest first): position = index + 1."""
+    """Jobs waiting for a worker, in the order workers take them (highest priority, then oldest
+    first): position = index + 1."""
     waiting = (JobStatus.queued, JobStatus.retrying)
-    query = select(Job).where(col(Job.status).in_(waiting)).order_by(col(Job.created_at), col(Job.id))
+    order = (col(Job.priority).desc(), col(Job.created_at), col(Job.id))
+    query = select(Job).where(col(Job.status).in_(waiting)).order_by(*order)
     return list(session.exec(query).all())
 
 
@@ -319,7 +327,7 @@ def resume_job(*, session: Session, store: ArtifactStore, job_id: str, checkpoin
     )
     for key in [c.artifact_key for c in later]:
         after_commit(session, partial(store.delete, key))
-    after_commit(session, lambda: dispatch_training_task(job_id))
+    after_commit(session, lambda: dispatch_training_task(job_id, memory_bytes=job.memory_estimate_bytes))
     return job
 
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from app.db import read_session
 from app.jobs import service
 from app.jobs.schemas import EventPublic, JobPublic
+from app.ops.metrics import SSE_CONNECTIONS
 
 KEEPALIVE_SECONDS = 15.0
 BATCH = 5000
@@ -77,10 +78,21 @@ def _status_key(summary: dict[str, Any] | None) -> tuple[Any, ...]:
 
 
 async def job_events(job_id: str, last_event_id: str | None, poll_seconds: float) -> AsyncIterator[str]:
-    """The SSE body for one watcher of job ``job_id``."""
+    """The SSE body for one watcher of job ``job_id``, counted in tunedeck_sse_connections while open."""
+    SSE_CONNECTIONS.inc()
+    try:
+        async for message in _job_events(job_id, last_event_id, poll_seconds):
+            yield message
+    finally:
+        SSE_CONNECTIONS.dec()
+
+
+async def _job_events(job_id: str, last_event_id: str | None, poll_seconds: float) -> AsyncIterator[str]:
     metric_after, event_after = parse_cursor(last_event_id)
     last_summary: dict[str, Any] | None = None
-    quiet = 0.0
+    # wall-clock time: with many watchers a poll waits for a thread, and counting sleeps let a
+    # quiet stream go silent for 25 s and more (bench/load.py), past clients' read timeouts
+    last_sent = time.monotonic()
     yield "retry: 2000\n\n"
     while True:
         summary, points, events = await run_in_threadpool(
@@ -104,8 +116,9 @@ async def job_events(job_id: str, last_event_id: str | None, poll_seconds: float
             return
         if more:
             continue
-        quiet = 0.0 if (points or events or changed) else quiet + poll_seconds
-        if quiet >= KEEPALIVE_SECONDS:
-            quiet = 0.0
+        if points or events or changed:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
             yield ": keepalive\n\n"
         await asyncio.sleep(poll_seconds)

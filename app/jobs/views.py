@@ -8,13 +8,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.auth.access import can_manage, can_see, dataset_for, job_for, log_action
+from app.auth.access import can_manage, can_see, check_priority, dataset_for, job_for, log_action
 from app.auth.deps import CurrentUser, Principal
 from app.auth.service import list_users
 from app.basemodels.service import list_models
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import merging, service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
+from app.jobs.scheduling import MEMBER_MAX_PRIORITY, job_usage, waiting_reasons
 from app.jobs.schemas import JobPublic
 from app.models import JobStatus
 from app.presets.schemas import PresetCreate, PresetPublic
@@ -44,6 +45,8 @@ def overview_page(request: Request, session: SessionDep, user: CurrentUser) -> R
     recent = [j for j in service.recent_results(session=session, limit=30) if can_see(j, user)][:10]
     shown = running + waiting + recent
     context = {
+        "reasons": waiting_reasons(session=session, jobs=waiting),
+        "usage": job_usage,
         "running": running,
         "waiting": waiting,
         "positions": positions,
@@ -106,6 +109,7 @@ def jobs_page(
         "progress": service.progress,
         "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs}),
         "active": any(not j.status.is_terminal for j in jobs),
+        "usage": job_usage,
     }
     template = "partials/jobs/table.html" if request.headers.get("HX-Request") else "pages/jobs.html"
     return templates.TemplateResponse(request, template, context)
@@ -127,6 +131,7 @@ def _form_page(
         "datasets": datasets,
         "values": values,
         "errors": errors,
+        "max_priority": 9 if user.is_admin else MEMBER_MAX_PRIORITY,
     }
     return templates.TemplateResponse(request, "pages/job_new.html", context, status_code=status)
 
@@ -166,6 +171,7 @@ def new_job_page(
             "hyperparameters": dict(source.hyperparameters),
             "cloned_from": source.id,
             "private": source.private,
+            "priority": min(source.priority, 9 if user.is_admin else MEMBER_MAX_PRIORITY),
         }
     return _form_page(request, session, user, values, {})
 
@@ -208,8 +214,10 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep, use
         spec = parse_spec_form(fields)
     except ValidationError as exc:
         return _form_page(request, session, user, values, spec_errors(exc), status=422)
+    priority = int(first["priority"]) if first.get("priority", "").isdigit() else 5
     try:
         _check_files(session, user, first)
+        check_priority(priority, user)
         job = service.create_job(
             session=session,
             store=store,
@@ -221,6 +229,7 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep, use
             spec=spec,
             owner=(user.user_id, user.username),
             private="private" in first,
+            priority=min(priority, 9),
         )
     except service.InvalidJobRequest as exc:
         return _form_page(request, session, user, values, {exc.param: str(exc)}, status=400)
@@ -271,6 +280,8 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
         "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
         "may_manage": can_manage(job, user),
+        "waiting_reason": waiting_reasons(session=session, jobs=[job]).get(job.id),
+        "usage": job_usage(job),
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 

@@ -31,6 +31,9 @@ class User(SQLModel, table=True):
     must_change_password: bool = Field(default=False, description="set for a generated one-time password")
     disabled: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    max_concurrent_jobs: int | None = Field(
+        default=None, description="jobs this user may run at once; None: the site default, 0: no limit"
+    )
 
 
 class ApiKey(SQLModel, table=True):

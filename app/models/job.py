@@ -50,7 +50,7 @@ class Job(SQLModel, table=True):
     cancel_requested: bool = False
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     heartbeat_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempt: int = Field(default=0, description="Attempts so far; also the running attempt's fencing token")
     max_attempts: int = 3
@@ -76,6 +76,16 @@ class Job(SQLModel, table=True):
     )
     owner_id: int | None = Field(default=None, index=True, description="the user who launched it")
     private: bool = Field(default=False, description="only its owner and admins see it")
+    priority: int = Field(default=5, description="0-9; workers take higher first, then older first")
+    memory_estimate_bytes: int | None = Field(
+        default=None, sa_type=sa.BigInteger, description="the advisor's peak memory per device"
+    )
+    attempt_started_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="when the current attempt was claimed"
+    )
+    attempt_gpus: int = Field(default=0, description="GPUs the current attempt holds (0 on a CPU worker)")
+    gpu_seconds: float = Field(default=0.0, description="finished attempts' time x GPUs they held")
+    device_seconds: float = Field(default=0.0, description="the same for any device, CPUs included")
 
 
 class JobEvent(SQLModel, table=True):
@@ -99,9 +109,15 @@ class Metric(SQLModel, table=True):
     """One metric value at one step: an append-only series per (job, key), like mlflow's."""
 
     __tablename__ = "metrics"
+    # Postgres reads a job's points from these indexes alone (SQLite has the id in every index):
+    # pages and the live stream in id order, chart series by key and step (migration 0013).
     __table_args__ = (
-        sa.Index("ix_metrics_job_id_id", "job_id", "id"),
-        sa.Index("ix_metrics_job_id_key_step", "job_id", "key", "step", "value", "epoch"),
+        sa.Index(
+            "ix_metrics_job_id_id", "job_id", "id", postgresql_include=["key", "step", "epoch", "value"]
+        ),
+        sa.Index(
+            "ix_metrics_job_id_key_step", "job_id", "key", "step", "value", "epoch", postgresql_include=["id"]
+        ),
     )
 
     id: int | None = Field(

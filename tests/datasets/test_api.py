@@ -67,6 +67,10 @@ def test_split_ratio_and_seed_are_configurable(client: TestClient) -> None:
         (b'{"instruction": "a", "output": ["b"]}\n', "d.jsonl", 1, "output"),
         (b"", "d.jsonl", 0, None),
         (b"instruction,input,output\na,,b\n,,c\n", "d.csv", 3, "instruction"),
+        (b'instruction,input,output\na,,b\na,"b"c,d\n', "d.csv", 3, None),
+        (b"instruction,input\na,b\n", "d.csv", 1, None),
+        (b'[{"instruction": "a", "output": "b"},\n{"instruction": "a" "output": "b"}]', "d.json", 2, None),
+        (b" \n\n", "d.jsonl", 0, None),
     ],
     ids=[
         "invalid-utf8",
@@ -76,6 +80,10 @@ def test_split_ratio_and_seed_are_configurable(client: TestClient) -> None:
         "wrong-type",
         "empty-file",
         "csv-empty",
+        "broken-csv",
+        "csv-missing-column",
+        "broken-json-array",
+        "blank-lines-only",
     ],
 )
 def test_bad_datasets_get_422_with_line_and_nothing_is_stored(

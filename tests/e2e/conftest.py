@@ -9,17 +9,6 @@ import pytest
 from tests.e2e.support import Instance
 
 
-@pytest.fixture(scope="session")
-def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Instance]:
-    """SQLite + the embedded filesystem broker: what `make run` starts."""
-    instance = Instance(tmp_path_factory.mktemp("embedded") / "data")
-    instance.cli(
-        "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
-    )
-    yield instance.start()
-    instance.stop()
-
-
 @pytest.fixture
 def services(
     tmp_path: Path, tiny_model_dir: Path, postgres_database: str, redis_url: str

@@ -20,8 +20,10 @@ from app.auth.deps import internal_token, same_secret
 from app.config import get_settings
 from app.db import read_session, session_scope
 from app.models import Role
+from app.security import SecurityHeaders
 from app.serving.catalog import ServedModel, resolve, served_models
 from app.storage import get_store
+from worker.serving import ops
 from worker.serving.engine import Engine, Result, Sampling
 
 
@@ -105,6 +107,8 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     engine = engine or Engine(settings.serve_max_adapters, settings.serve_max_merged)
     app = FastAPI(title="tunedeck model server", version="1")
     app.state.engine = engine
+    app.add_middleware(SecurityHeaders)  # nosniff and no framing here too
+    metrics = ops.install(app, engine)  # /metrics, /livez, /readyz
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -163,9 +167,10 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         created = int(time.time())
         if not body.stream:
             result = await run_in_threadpool(engine.generate, model, messages, sampling)
+            metrics.record(result)
             return JSONResponse(_completion(completion_id, created, body.model, result))
         return StreamingResponse(
-            _stream(engine, model, messages, sampling, completion_id, created, body.model, request),
+            _stream(engine, model, messages, sampling, completion_id, created, body.model, request, metrics),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -230,6 +235,7 @@ async def _stream(
     created: int,
     name: str,
     request: Request,
+    metrics: ops.ServerMetrics,
 ) -> AsyncIterator[str]:
     """Tokens as they are generated; a client that goes away stops the generation."""
     loop = asyncio.get_running_loop()
@@ -260,6 +266,7 @@ async def _stream(
             if isinstance(item, str):
                 yield _chunk(completion_id, created, name, {"content": item}, None)
             elif isinstance(item, Result):
+                metrics.record(item)
                 finish = "stop" if item.finish_reason == "cancelled" else item.finish_reason
                 last = json.loads(_chunk(completion_id, created, name, {}, finish)[6:])
                 last["usage"], last["timing"] = _usage(item), _timing(item)

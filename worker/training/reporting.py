@@ -14,6 +14,7 @@ from app import metric_names
 from app.db import read_session, session_scope
 from app.ids import new_id
 from app.jobs.monitor import Alert
+from app.jobs.scheduling import charge
 from app.jobs.service import add_event
 from app.models import Checkpoint, Job, JobStatus, Metric, WebhookEvent
 from app.timeutil import utcnow
@@ -234,6 +235,8 @@ class JobReporter:
         """Change the status; an ending also queues the webhooks' deliveries, in the same transaction."""
         self.flush()
         with self._write() as session:
+            if status.is_terminal:  # the attempt's time × devices, in the transaction that ends it
+                fields |= charge(self._job(session), utcnow())
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(status=status, **fields))
             if status.is_terminal:
                 emit_finished(session, self._job(session))

@@ -5,21 +5,21 @@ import gc
 import logging
 import shutil
 import traceback
-from datetime import timedelta
 from pathlib import Path
 
 import torch
-from sqlmodel import col, func, or_, update
 
-from app.config import get_settings
 from app.db import read_session, session_scope
 from app.faults import pause
 from app.jobs.leases import retry_or_fail
+from app.jobs.scheduling import Claim, claim_next, pass_on, wake_owner
+from app.logs import job_context
 from app.models import BaseModelRecord, Job, JobStatus
-from app.queue import send_training_task
+from app.queue import GIB
 from app.spec import TrainingSpec
 from app.storage import ArtifactStore, get_store
 from app.timeutil import utcnow
+from worker.beacon import advertised_memory_gib
 from worker.lease import Heartbeat
 from worker.training.classification import train_classifier
 from worker.training.data import TrainingDataError, load_job_rows
@@ -32,57 +32,63 @@ from worker.training.seq2seq import train_seq2seq
 TRAINERS = {"CAUSAL_LM": train_adapter, "SEQ_CLS": train_classifier, "SEQ_2_SEQ_LM": train_seq2seq}
 
 log = logging.getLogger(__name__)
-CLOCK_SLACK = timedelta(seconds=1)
 
 
-def claim_job(job_id: str, worker_name: str) -> int | None:
-    """Take a waiting job for this worker; return the attempt's fencing token, or None if not ours.
-
-    One conditional UPDATE moves queued/retrying → validating_files and bumps ``attempt``: two
-    workers (or a re-delivered message) can race for it, and exactly one update matches.
-    """
-    now = utcnow()
-    with session_scope() as session:
-        row = session.exec(
-            update(Job)
-            .where(
-                col(Job.id) == job_id,
-                col(Job.status).in_([JobStatus.queued, JobStatus.retrying]),
-                col(Job.cancel_requested).is_(False),
-                or_(col(Job.next_attempt_at).is_(None), col(Job.next_attempt_at) <= now + CLOCK_SLACK),
-            )
-            .values(
-                status=JobStatus.validating_files,
-                worker=worker_name,
-                attempt=col(Job.attempt) + 1,
-                started_at=func.coalesce(col(Job.started_at), now),
-                heartbeat_at=now,
-                lease_expires_at=now + timedelta(seconds=get_settings().lease_seconds),
-                next_attempt_at=None,
-            )
-            .returning(col(Job.attempt))
-        ).first()
-    return None if row is None else int(row[0])
+def run_next(woken_by: str, worker_name: str) -> str:
+    """The training task: a message only wakes this worker, which takes the best waiting job it can
+    hold (app/jobs/scheduling.py) — usually ``woken_by``, else a job of higher priority."""
+    memory = advertised_memory_gib()
+    claimed = claim_next(
+        worker=worker_name,
+        memory_bytes=None if memory is None else int(memory * GIB),
+        on_gpu=torch.cuda.is_available(),
+    )
+    pass_on(woken_by, claimed.job_id if claimed else None, memory)
+    if claimed is None:
+        log.info("woken for job %s, but no waiting job may run on this worker now; skipping", woken_by)
+        return "skipped"
+    log.info("woken for job %s; taking job %s", woken_by, claimed.job_id)
+    return _run_claimed(claimed, worker_name)
 
 
 def run_job(job_id: str, worker_name: str) -> str:
-    """Run job ``job_id`` to its end (or hand it back for a retry); return the outcome."""
-    fence = claim_job(job_id, worker_name)
-    if fence is None:
-        _resend_if_early(job_id)
+    """Run job ``job_id`` to its end (or hand it back for a retry) if it may run now; return the outcome."""
+    claimed = claim_next(worker=worker_name, memory_bytes=None, on_gpu=torch.cuda.is_available(), only=job_id)
+    if claimed is None:
+        pass_on(job_id, None, None)  # a retry that came before its backoff ended waits for the rest
         log.info("job %s is not waiting for a worker; skipping", job_id)
         return "skipped"
-    with Heartbeat(job_id, fence) as heartbeat, JobReporter(job_id, fence, heartbeat.lost) as reporter:
-        try:
-            reporter.event(f"Attempt {fence} started on worker {worker_name}")
-            return _attempt(job_id, reporter)
-        except FencedOff:
-            log.warning("job %s: attempt %s lost its lease; another attempt owns the job", job_id, fence)
-            return "fenced"
-        finally:
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+    return _run_claimed(claimed, worker_name)
+
+
+def _run_claimed(claimed: Claim, worker_name: str) -> str:
+    """Run the claimed attempt; log lines meanwhile carry the job's id."""
+    job_id, fence = claimed.job_id, claimed.fence
+    try:
+        with (
+            job_context(job_id),
+            Heartbeat(job_id, fence) as heartbeat,
+            JobReporter(job_id, fence, heartbeat.lost) as reporter,
+        ):
+            try:
+                log.info("job %s: attempt %s started on worker %s", job_id, fence, worker_name)
+                reporter.event(f"Attempt {fence} started on worker {worker_name}")
+                return _attempt(job_id, reporter)
+            except FencedOff:
+                log.warning("job %s: attempt %s lost its lease; another attempt owns the job", job_id, fence)
+                return "fenced"
+            finally:
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    finally:
+        wake_owner(_owner_of(job_id))  # a slot of theirs is free: their next job may start
+
+
+def _owner_of(job_id: str) -> int | None:
+    with read_session() as session:
+        job = session.get(Job, job_id)
+        return job.owner_id if job else None
 
 
 def _attempt(job_id: str, reporter: JobReporter) -> str:
@@ -156,14 +162,6 @@ def _existing(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def _resend_if_early(job_id: str) -> None:
-    """A retry message that arrived before its backoff ended goes back to wait for the rest."""
-    with read_session() as session:
-        job = session.get(Job, job_id)
-    if job and job.status == JobStatus.retrying and job.next_attempt_at and job.next_attempt_at > utcnow():
-        send_training_task(job_id, countdown=(job.next_attempt_at - utcnow()).total_seconds())
 
 
 def _spec(job_id: str) -> TrainingSpec:

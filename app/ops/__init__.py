@@ -1,0 +1,1 @@
+"""Running tunedeck in production: Prometheus metrics, liveness and readiness probes."""
