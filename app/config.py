@@ -96,6 +96,13 @@ class Settings(BaseSettings):
     webhook_backoff_seconds: float = Field(
         5.0, ge=0, description="Wait before a delivery's 2nd POST; doubles after each failure, at most 1 h"
     )
+    webhook_allowed_networks: str = Field(
+        "",
+        description=(
+            "Comma-separated networks (e.g. '10.0.0.0/8,127.0.0.1/32') webhooks may reach although they"
+            " are internal; every other loopback, private, link-local or reserved address is refused"
+        ),
+    )
     # --- Operations (app/ops, app/logs.py) ---
     metrics_token: str | None = Field(
         None,

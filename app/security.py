@@ -21,6 +21,12 @@ HEADERS = [
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"same-origin"),
 ]
+_JSON = (b"content-type", b"application/json")
+_NO_STORE = [(b"cache-control", b"no-store")]
+_INTERNAL_ERROR = (
+    b'{"error": {"message": "Internal server error: the request failed on our side and was logged.",'
+    b' "type": "server_error", "param": null, "code": "internal_error"}}'
+)
 # FastAPI's interactive docs load Swagger UI / ReDoc with inline scripts: they keep the rest.
 _NO_CSP = ("/docs", "/redoc")
 
@@ -34,9 +40,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         with_csp = not str(scope.get("path", "")).startswith(_NO_CSP)
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
                 headers += [(n, v) for n, v in HEADERS if n not in present]
@@ -45,4 +54,14 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            # A bug: Starlette's outermost error middleware would answer a bare 500 without our
+            # headers. Answer it here, with them, and re-raise so the error is still logged.
+            if not started:
+                await send_with_headers(
+                    {"type": "http.response.start", "status": 500, "headers": [_JSON, *_NO_STORE]}
+                )
+                await send_with_headers({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            raise

@@ -108,7 +108,11 @@ def _merge(merge: Merge, base: BaseModelRecord, adapter_key: str, key: str, task
     store = get_store()
     dtype = torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
     _progress(merge, 0.1, f"loading {base.id} in {str(dtype).removeprefix('torch.')} (unquantized)")
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": base.trust_remote_code}
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "trust_remote_code": base.trust_remote_code,
+        "use_safetensors": None if base.trust_remote_code else True,  # no pickle unless trusted
+    }
     auto_class: Any = {
         "SEQ_2_SEQ_LM": AutoModelForSeq2SeqLM,
         "SEQ_CLS": AutoModelForSequenceClassification,

@@ -58,6 +58,19 @@ def dataset_for(
     return dataset
 
 
+def check_job_files(
+    session: Session, user: Principal, training_file: str | None, validation_file: str | None
+) -> None:
+    """A job's data files must be ones ``user`` may see: another user's private file is, to this
+    user, a file that does not exist (an InvalidJobRequest naming the field)."""
+    for param, file_id in (("training_file", training_file), ("validation_file", validation_file)):
+        if file_id:
+            try:
+                dataset_for(session, file_id, user)
+            except NotFound as exc:
+                raise jobs.InvalidJobRequest(str(exc), param) from None
+
+
 def log_action(
     session: Session,
     request: Request,

@@ -28,6 +28,17 @@ public = APIRouter(include_in_schema=False)  # reachable without logging in
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_user)])
 
 
+def _same_origin(request: Request) -> bool:
+    """Browsers send Origin with every form POST: it must name this site (its Host, or the
+    X-Forwarded-Host a proxy in front of it set). No Origin at all is a script, not a browser."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
+    netloc = origin.split("://", 1)[-1].rstrip("/")
+    return origin != "null" and netloc in hosts
+
+
 def _safe_next(target: str | None) -> str:
     """Only paths on this site: never '//evil.example' or 'https://…'."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -54,6 +65,11 @@ def login(
     def refuse(message: str, status: int, headers: dict[str, str] | None = None) -> Response:
         context = {"next": target, "error": message, "username": username}
         return templates.TemplateResponse(request, "pages/login.html", context, status, headers=headers)
+
+    if not _same_origin(request):
+        # Login CSRF: another site's page posting its own account's password would sign this
+        # browser in as that account (and what the victim uploads would land there).
+        return refuse("This login came from another site's page. Log in from this page instead.", 403)
 
     wait = service.login_wait_seconds(session=session, username=username, ip=ip)
     if wait:

@@ -8,10 +8,9 @@ from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
 from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
-from app.auth.access import check_priority, dataset_for, job_for, log_action
+from app.auth.access import check_job_files, check_priority, job_for, log_action
 from app.auth.deps import CurrentUser
 from app.config import get_settings
-from app.datasets.service import NotFound
 from app.db import read_session
 from app.jobs import merging, service
 from app.jobs.scheduling import waiting_reasons
@@ -41,7 +40,7 @@ router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 def create_job(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, body: JobCreate
 ) -> JobPublic:
-    _check_files(session, user, body)
+    check_job_files(session, user, body.training_file, body.validation_file)
     check_priority(body.priority, user)
     job = service.create_job(
         session=session,
@@ -61,19 +60,9 @@ def create_job(
     return JobPublic.of(job)
 
 
-def _check_files(session: SessionDep, user: CurrentUser, body: JobCreate) -> None:
-    """Another user's private file is, to this user, a file that does not exist."""
-    for param, file_id in (("training_file", body.training_file), ("validation_file", body.validation_file)):
-        if file_id:
-            try:
-                dataset_for(session, file_id, user)
-            except NotFound as exc:
-                raise service.InvalidJobRequest(str(exc), param) from None
-
-
 @router.post("/advice", response_model=AdvicePublic, summary="The advisor's checks and estimates for a job")
 def advise_job(session: SessionDep, store: StoreDep, user: CurrentUser, body: JobCreate) -> AdvicePublic:
-    _check_files(session, user, body)
+    check_job_files(session, user, body.training_file, body.validation_file)
     checks, estimates = service.advise_job(
         session=session,
         store=store,

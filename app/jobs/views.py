@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.auth.access import can_manage, can_see, check_priority, dataset_for, job_for, log_action
+from app.auth.access import can_manage, can_see, check_job_files, check_priority, job_for, log_action
 from app.auth.deps import CurrentUser, Principal
 from app.auth.service import list_users
 from app.basemodels.service import list_models
@@ -188,7 +188,7 @@ async def form_advice(request: Request, session: SessionDep, store: StoreDep, us
     fields, first = await _read_form(request)
     context: dict[str, Any] = {"checks": [], "estimates": None, "problem": None}
     try:
-        _check_files(session, user, first)
+        check_job_files(session, user, first.get("training_file"), first.get("validation_file"))
         spec = parse_spec_form(fields)
         checks, estimates = service.advise_job(
             session=session,
@@ -216,7 +216,7 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep, use
         return _form_page(request, session, user, values, spec_errors(exc), status=422)
     priority = int(first["priority"]) if first.get("priority", "").isdigit() else 5
     try:
-        _check_files(session, user, first)
+        check_job_files(session, user, first.get("training_file"), first.get("validation_file"))
         check_priority(priority, user)
         job = service.create_job(
             session=session,
@@ -348,16 +348,6 @@ def compare_page(
     return templates.TemplateResponse(
         request, "pages/compare.html", context, status_code=400 if problem else 200
     )
-
-
-def _check_files(session: SessionDep, user: Principal, first: dict[str, str]) -> None:
-    """Another user's private file is, to this user, a file that does not exist."""
-    for param in ("training_file", "validation_file"):
-        if first.get(param):
-            try:
-                dataset_for(session, first[param], user)
-            except NotFound as exc:
-                raise service.InvalidJobRequest(str(exc), param) from None
 
 
 def config_diff(jobs: list[Any]) -> list[tuple[str, list[Any], bool]]:

@@ -51,6 +51,7 @@ class BatchRun(SQLModel, table=True):
     max_tokens: int = 256
     temperature: float = 0.0
     source_job: str | None = Field(default=None, max_length=64)
+    owner_id: int | None = Field(default=None, description="who made it: only they and admins read it")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str | None = Field(default=None, max_length=2000)

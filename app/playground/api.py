@@ -40,7 +40,9 @@ def vote_summary(session: SessionDep) -> VoteSummary:
 )
 def create_batch(session: SessionDep, store: StoreDep, user: CurrentUser, body: BatchCreate) -> Response:
     try:
-        batch = batches.create_batch(session=session, store=store, body=body, viewer_id=user.viewer_id)
+        batch = batches.create_batch(
+            session=session, store=store, body=body, viewer_id=user.viewer_id, owner_id=user.user_id
+        )
     except PlaygroundInvalid as exc:
         return _invalid(exc)
     commit(session)
@@ -50,22 +52,22 @@ def create_batch(session: SessionDep, store: StoreDep, user: CurrentUser, body: 
 @router.get(
     "/batches/{batch_id}", response_model=BatchPublic, summary="Status, progress and the answers so far"
 )
-def get_batch(session: SessionDep, batch_id: str) -> BatchPublic:
-    batch = batches.get_batch(session=session, batch_id=batch_id)
+def get_batch(session: SessionDep, user: CurrentUser, batch_id: str) -> BatchPublic:
+    batch = batches.get_batch(session=session, batch_id=batch_id, viewer_id=user.viewer_id)
     return BatchPublic.of(batch, batches.batch_rows(session=session, batch=batch))
 
 
 @router.get("/batches/{batch_id}/export.csv", summary="The answers as CSV: prompt, then one column per model")
-def export_csv(session: SessionDep, batch_id: str) -> Response:
-    batch = batches.get_batch(session=session, batch_id=batch_id)
+def export_csv(session: SessionDep, user: CurrentUser, batch_id: str) -> Response:
+    batch = batches.get_batch(session=session, batch_id=batch_id, viewer_id=user.viewer_id)
     text = exports.to_csv(batch.models, batches.batch_rows(session=session, batch=batch))
     disposition = f'attachment; filename="{batch.id}.csv"'
     return Response(text, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})
 
 
 @router.get("/batches/{batch_id}/export.jsonl", summary="The answers as JSON lines, one object per prompt")
-def export_jsonl(session: SessionDep, batch_id: str) -> Response:
-    batch = batches.get_batch(session=session, batch_id=batch_id)
+def export_jsonl(session: SessionDep, user: CurrentUser, batch_id: str) -> Response:
+    batch = batches.get_batch(session=session, batch_id=batch_id, viewer_id=user.viewer_id)
     text = exports.to_jsonl(batch.models, batches.batch_rows(session=session, batch=batch))
     disposition = f'attachment; filename="{batch.id}.jsonl"'
     return Response(text, media_type="application/x-ndjson", headers={"Content-Disposition": disposition})

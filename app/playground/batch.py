@@ -56,10 +56,16 @@ def job_prompts(*, session: Session, store: ArtifactStore, job_id: str) -> list[
 
 
 def create_batch(
-    *, session: Session, store: ArtifactStore, body: BatchCreate, viewer_id: int | None = None
+    *,
+    session: Session,
+    store: ArtifactStore,
+    body: BatchCreate,
+    viewer_id: int | None = None,
+    owner_id: int | None = None,
 ) -> BatchRun:
     """Store the batch and its empty cells; it starts running once the request commits.
-    ``viewer_id`` is who asks (None: an admin): only models and jobs they may see are used."""
+    ``viewer_id`` is who asks (None: an admin): only models and jobs they may see are used.
+    ``owner_id`` made it: the answers come from their models, so only they and admins read them."""
     check_served(session=session, store=store, names=body.models, param="models", viewer_id=viewer_id)
     if body.source is not None:
         source = get_job(session=session, job_id=body.source.job_id)
@@ -78,6 +84,7 @@ def create_batch(
         max_tokens=body.max_tokens,
         temperature=body.temperature,
         source_job=body.source.job_id if body.source else None,
+        owner_id=owner_id,
     )
     session.add(batch)
     session.flush()  # the cells' foreign key needs the batch row first (Postgres checks at once)
@@ -89,9 +96,11 @@ def create_batch(
     return batch
 
 
-def get_batch(*, session: Session, batch_id: str) -> BatchRun:
+def get_batch(*, session: Session, batch_id: str, viewer_id: int | None = None) -> BatchRun:
+    """The batch, if ``viewer_id`` may read it (None: an admin or the web app itself): another
+    user's batch is, to them, one that does not exist."""
     batch = session.get(BatchRun, batch_id)
-    if batch is None:
+    if batch is None or (viewer_id is not None and batch.owner_id not in (None, viewer_id)):
         raise NotFound(f"no batch with id {batch_id!r}")
     return batch
 

@@ -38,8 +38,8 @@ def leaderboard(request: Request, session: SessionDep) -> Response:
 
 
 @router.get("/playground/batches/{batch_id}", response_class=HTMLResponse)
-def batch_table(request: Request, session: SessionDep, batch_id: str) -> Response:
+def batch_table(request: Request, session: SessionDep, user: CurrentUser, batch_id: str) -> Response:
     """A batch's progress and side-by-side answers; polls itself while the batch runs."""
-    batch = batches.get_batch(session=session, batch_id=batch_id)
+    batch = batches.get_batch(session=session, batch_id=batch_id, viewer_id=user.viewer_id)
     context = {"batch": batch, "rows": batches.batch_rows(session=session, batch=batch)}
     return templates.TemplateResponse(request, "partials/playground/batch.html", context)

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlmodel import Session, col, select, update
@@ -25,6 +26,7 @@ from app.config import get_settings
 from app.db import read_session, session_scope
 from app.models import DeliveryStatus, Webhook, WebhookDelivery
 from app.timeutil import utcnow
+from app.webhooks.service import internal_address_refusal
 
 TIMEOUT_SECONDS = 10.0
 CLAIM_SECONDS = 60.0  # longer than a POST can take
@@ -145,6 +147,10 @@ def post(claim: Claim) -> Outcome:
         "X-Tunedeck-Timestamp": timestamp,
         "X-Tunedeck-Signature": "sha256=" + sign(claim.secret, timestamp, body),
     }
+    # Checked again at each POST: the host's address may have changed since the hook was made
+    # (a name that resolved outside then, inside now), or the allowed networks may have.
+    if refusal := internal_address_refusal(urlsplit(claim.url).hostname or ""):
+        return Outcome(None, refusal)
     try:
         response = httpx.post(claim.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
     except Exception as exc:  # refused, timed out, DNS, TLS, a URL httpx rejects: a failed attempt

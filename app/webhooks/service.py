@@ -5,8 +5,10 @@ committed status always has its deliveries, a rolled-back one never sends any. T
 (``app.webhooks.delivery``) POSTs them afterwards. No HTTP here.
 """
 
+import ipaddress
 import math
 import secrets
+import socket
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, delete, or_, select
 
 from app.auth.deps import Forbidden, Principal
+from app.config import get_settings
 from app.datasets.service import NotFound
 from app.ids import new_id
 from app.models import (
@@ -64,7 +67,38 @@ def check_url(url: str) -> str:
         raise WebhookInvalid(f"the URL must start with http:// or https:// (not {parts.scheme}://)", "url")
     if not parts.hostname:
         raise WebhookInvalid("the URL needs a host, e.g. https://example.com/hooks/tunedeck", "url")
+    if refusal := internal_address_refusal(parts.hostname):
+        raise WebhookInvalid(refusal, "url")
     return url
+
+
+def internal_address_refusal(host: str) -> str | None:
+    """Why webhooks may not POST to ``host`` (None: they may). A webhook is a request our servers
+    make for a user, so it must not reach what only they can reach (the cloud metadata service,
+    the database, a neighbour's admin port): a host that is or resolves to a loopback, private,
+    link-local or reserved address is refused unless TUNEDECK_WEBHOOK_ALLOWED_NETWORKS names its
+    network. A host that does not resolve is not refused here (its POST fails on its own)."""
+    try:
+        addresses = {ipaddress.ip_address(host.strip("[]"))}
+    except ValueError:
+        try:
+            found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return None
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    allowed = _allowed_networks(get_settings().webhook_allowed_networks)
+    for address in sorted(addresses, key=str):
+        if not address.is_global and not any(address in network for network in allowed):
+            shown = host if host == str(address) else f"{host} ({address})"
+            return (
+                f"webhooks may not be sent to {shown}, an internal address; an admin can allow its"
+                " network with TUNEDECK_WEBHOOK_ALLOWED_NETWORKS"
+            )
+    return None
+
+
+def _allowed_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip()]
 
 
 def check_events(events: Sequence[str] | None) -> list[str]:

@@ -45,6 +45,18 @@ def test_login_refuses_outside_redirects_and_says_nothing_about_which_part_was_w
         assert "Wrong username or password." in answer.text  # type: ignore[attr-defined]
 
 
+def test_a_login_posted_from_another_sites_page_is_refused(anonymous: TestClient) -> None:
+    """Login CSRF: a page elsewhere must not sign this browser in to the attacker's account."""
+    make_user("mallory", "member")
+    body = {"username": "mallory", "password": PASSWORD, "next": "/"}
+    for origin in ("https://evil.example", "null", "http://testserver.evil.example"):
+        refused = anonymous.post("/login", data=body, headers={"Origin": origin}, follow_redirects=False)
+        assert refused.status_code == 403 and "another site" in refused.text, origin
+        assert "set-cookie" not in refused.headers and anonymous.get("/api/v1/me").status_code == 401
+    ours = anonymous.post("/login", data=body, headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert ours.status_code == 303 and anonymous.get("/api/v1/me").json()["username"] == "mallory"
+
+
 def test_repeated_failures_lock_the_username_for_a_while(anonymous: TestClient, client: TestClient) -> None:
     make_user("alice", "member")
     for _ in range(5):

@@ -136,6 +136,26 @@ def test_a_batch_fails_with_a_message_when_the_model_server_is_down(
     assert "not reachable" in batch["error"] and batch["progress"] == 0
 
 
+def test_a_batch_is_read_only_by_the_member_who_made_it_and_admins(
+    client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answers come from the models its maker could see: to another member it does not exist."""
+    from app.config import get_settings
+    from tests.accounts import bearer, make_user
+
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
+    get_settings.cache_clear()
+    mine = TestClient(client.app, headers=bearer(make_user("bea", "member")))
+    theirs = TestClient(client.app, headers=bearer(make_user("carl", "member")))
+    created = mine.post("/api/v1/playground/batches", json={"models": adapters, "prompts": ["hi"]})
+    assert created.status_code == 200, created.text
+    url = f"/api/v1/playground/batches/{created.json()['id']}"
+    for path in (url, url + "/export.csv", url + "/export.jsonl", url.replace("/api/v1", "")):
+        assert mine.get(path).status_code == 200, path
+        assert client.get(path).status_code == 200, path  # the admin
+        assert theirs.get(path).status_code == 404, path  # the same answer as for no such batch
+
+
 def test_a_batch_left_running_by_a_restart_is_picked_up_when_the_web_app_starts(
     client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -85,6 +85,7 @@ def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resume
     data = tmp_path / "data"
     instance = Instance(data, {"TUNEDECK_FAULT_INJECTION": "step_delay=0.2"})
     instance.cli("models", "register", "--data-dir", str(data), "tiny-llama", str(tiny_model_dir))
+    instance.ensure_admin()  # started by hand below, not through start()
     logs = open(tmp_path / "processes.log", "wb")  # noqa: SIM115
     web_command = [TUNEDECK, "web", "--data-dir", str(data), "--port", str(instance.port)]
 

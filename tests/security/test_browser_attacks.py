@@ -2,7 +2,7 @@
 
 - a page on another origin posting to tunedeck while the admin is logged in (cross-site request
   forgery) changes nothing: the session cookie rides along, but without the page's CSRF token
-  the answer is 403;
+  the answer is 403; nor can it log the browser in to the attacker's account (login CSRF);
 - `<script>` and `onerror=` in a dataset's name and cells, a job event (server-rendered and
   arriving live) and a model's answer in the playground stay text: `window.__pwned` stays
   undefined and the literal text is on the page. The pages are opened with CSP bypassed, so it
@@ -115,6 +115,29 @@ def test_a_page_on_another_origin_cannot_cancel_a_job(
     # The same browser, on tunedeck's own page (which carries the token), can cancel it.
     page.goto(f"{instance.url}/jobs/{running_job}")
     assert page.locator("#cancel-form").is_visible()
+
+
+def test_a_page_on_another_origin_cannot_log_the_browser_in(
+    browser: Any, instance: Instance, other_origin: tuple[str, Path]
+) -> None:
+    """Login CSRF: the attacker's page posts the attacker's own credentials; Chromium sends its
+    Origin, the login is refused and the browser stays logged out."""
+    from tests.accounts import PASSWORD
+
+    site, folder = other_origin
+    (folder / "login.html").write_text(
+        f'<form method="post" action="{instance.url}/login"><input name="username" value="admin">'
+        f'<input name="password" value="{PASSWORD}"></form><script>document.forms[0].submit()</script>'
+    )
+    fresh = browser.new_page()
+    try:
+        with fresh.expect_response(lambda r: r.url == f"{instance.url}/login") as answer:
+            fresh.goto(f"{site}/login.html")
+        assert answer.value.status == 403 and "another site" in fresh.content()
+        fresh.goto(f"{instance.url}/jobs")
+        assert fresh.url.startswith(f"{instance.url}/login")  # still logged out
+    finally:
+        fresh.close()
 
 
 def test_script_in_names_cells_events_and_model_output_stays_text(

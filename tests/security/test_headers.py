@@ -1,4 +1,4 @@
-"""The security headers hold on error answers too (401, 403, 404, 413, 422), the model server sends
+"""The security headers hold on error answers too (401, 403, 404, 413, 422, 500), the model server sends
 them as well, and every server command binds to 127.0.0.1 unless told otherwise.
 (Pages and API answers: tests/test_security_headers.py.)"""
 
@@ -45,6 +45,23 @@ def test_error_answers_carry_the_security_headers(
         assert answer.status_code == int(where[:3]), (where, answer.status_code)
         assert_locked_down(answer, where)
     assert "1000 bytes upload limit" in answers["413 declared"].json()["error"]["message"]
+
+
+def test_an_unhandled_error_is_a_500_with_the_security_headers_and_no_traceback(client: TestClient) -> None:
+    from app.main import create_app
+
+    app = create_app()
+
+    def broken() -> None:
+        raise RuntimeError("secret internals /srv/tunedeck/db.sqlite")
+
+    app.add_api_route("/api/v1/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as server:
+        answer = server.get("/api/v1/broken")
+    assert answer.status_code == 500
+    assert_locked_down(answer, "500")
+    assert answer.json()["error"]["type"] == "server_error"
+    assert "secret internals" not in answer.text and "Traceback" not in answer.text
 
 
 def test_the_model_server_sends_nosniff_and_no_framing(configured: Path) -> None:

@@ -187,3 +187,24 @@ def test_trust_remote_code_only_ever_comes_from_the_base_models_record() -> None
                                 ast.unparse(value),
                             )
     assert seen >= 5  # the training pipeline, the model server, classification, seq2seq, DDP
+
+
+def test_the_worker_never_reads_pickle_weights_of_an_untrusted_model(tmp_path: Path) -> None:
+    """A folder that slipped into the catalog with only a pickle (`pytorch_model.bin`) beside its
+    config is refused when the worker loads it, unless an admin trusts that model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from app.spec import TrainingSpec
+    from tests.tiny_model import TINY_CONFIG
+    from worker.training.pipeline import Device, ModelLoadError, load_model
+
+    folder = tmp_path / "pickled"
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, **TINY_CONFIG))
+    model.save_pretrained(folder)  # transformers 5 writes safetensors only; swap in a pickle
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(ModelLoadError, match="safetensors"):
+        load_model(str(folder), TrainingSpec(), Device(False, torch.float32))
+    trusted = load_model(str(folder), TrainingSpec(), Device(False, torch.float32), trust_remote_code=True)
+    assert trusted.config.num_hidden_layers == TINY_CONFIG["num_hidden_layers"]  # the admin's call

@@ -30,7 +30,10 @@ ROLES = {"admin": "admin", "alice": "member", "bob": "member", "vera": "viewer"}
 
 
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A receiver on loopback, which webhooks may reach only because the admin allowed it."""
+    monkeypatch.setenv("TUNEDECK_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8")
+    get_settings.cache_clear()
     server = Receiver().start()
     yield server
     server.stop()
@@ -292,3 +295,36 @@ def test_the_page_lists_hooks_shows_the_secret_once_and_refuses_viewers(
     assert 'name="scope"' in team["admin"].get("/account/webhooks").text
     refused = team["vera"].post("/account/webhooks", data={"url": receiver.url, "events": ["job.failed"]})
     assert refused.status_code == 403 and "viewers cannot create webhooks" in refused.text
+
+
+def test_hooks_to_internal_addresses_are_refused_unless_an_admin_allows_their_network(
+    team: dict[str, TestClient], receiver: Receiver, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = team["alice"]
+    allowed = add_hook(alice, receiver.url)  # while 127.0.0.0/8 is allowed
+    monkeypatch.setenv("TUNEDECK_WEBHOOK_ALLOWED_NETWORKS", "")
+    get_settings.cache_clear()
+    for url in (
+        receiver.url,
+        "http://localhost:8000/x",
+        "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+        "http://10.1.2.3/hooks",
+        "http://[::1]:8000/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://2130706433/x",  # 127.0.0.1 as one number
+        "http://0.0.0.0:6379/",
+    ):
+        refused = alice.post("/api/v1/webhooks", json={"url": url})
+        assert refused.status_code == 422, (url, refused.text)
+        message = refused.json()["error"]["message"]
+        assert "internal address" in message and "TUNEDECK_WEBHOOK_ALLOWED_NETWORKS" in message, url
+    page = alice.post("/account/webhooks", data={"url": "http://127.0.0.1/x", "events": ["job.failed"]})
+    assert page.status_code == 422 and "internal address" in page.text
+    assert [h["id"] for h in alice.get("/api/v1/webhooks").json()["data"]] == [allowed["id"]]
+
+    # The hook made while loopback was allowed: each POST checks again, and nothing is sent.
+    alice.post(f"/api/v1/fine_tuning/jobs/{make_job('alice')}/cancel")
+    drain()
+    [refused_delivery] = log_of(allowed["id"])
+    assert refused_delivery.status == "failed" and "internal address" in str(refused_delivery.last_error)
+    assert receiver.received == []

@@ -152,6 +152,7 @@ class Engine:
             dtype=self.dtype,
             device_map={"": 0} if self.cuda else None,
             trust_remote_code=trust_remote_code,
+            use_safetensors=None if trust_remote_code else True,  # no pickle unless trusted
         ).eval()
         tokenizer = AutoTokenizer.from_pretrained(path)
         self.timings["load_model_s"] = time.perf_counter() - started

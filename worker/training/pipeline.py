@@ -109,6 +109,9 @@ def load_model(
             device_map={"": ddp.local_rank()} if device.cuda else None,  # one GPU per process
             attn_implementation="flash_attention_2" if device.varlen_attention else "sdpa",
             trust_remote_code=trust_remote_code,
+            # Pickle weights load only for a model an admin trusts; any other folder must have
+            # safetensors (a stray .bin is never read).
+            use_safetensors=None if trust_remote_code else True,
             **model_kwargs,
         )
     except (torch.OutOfMemoryError, MemoryError):
