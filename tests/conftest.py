@@ -12,7 +12,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.config import get_settings
+from tests.served import references, served
 from tests.tiny_model import build_tiny_llama
+
+__all__ = ["references", "served"]  # a model server on trained adapters, built once per process
 
 if TYPE_CHECKING:
     from tests.e2e.support import Instance
@@ -138,10 +141,11 @@ def tiny_model(configured: Path, tiny_model_dir: Path) -> str:
 @pytest.fixture(scope="session")
 def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator["Instance"]:
     """SQLite + the embedded filesystem broker: what `make run` starts (one per test process,
-    shared by the end-to-end, browser, CLI-client and security tests)."""
-    from tests.e2e.support import Instance
+    shared by the end-to-end, browser, CLI-client and security tests), with an HF token in its
+    environment that the security tests look for everywhere."""
+    from tests.e2e.support import HF_TOKEN, Instance
 
-    instance = Instance(tmp_path_factory.mktemp("embedded") / "data")
+    instance = Instance(tmp_path_factory.mktemp("embedded") / "data", env={"HF_TOKEN": HF_TOKEN})
     instance.cli(
         "models", "register", "--data-dir", str(instance.data_dir), "tiny-llama", str(tiny_model_dir)
     )

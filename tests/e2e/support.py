@@ -17,6 +17,10 @@ import httpx
 TUNEDECK = str(Path(sys.executable).parent / "tunedeck")
 from tests.accounts import PASSWORD  # noqa: E402  (the password every test user has)
 
+# In the environment of the shared `tunedeck run` (the ``embedded`` fixture): a secret that must
+# never show up in a log, event, answer or file (tests/security/test_secrets.py).
+HF_TOKEN = "hf_secretTunedeckSecurityTest0123456789"
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from app.ids import new_id
 from app.models import Job, JobStatus
 from tests.e2e.support import wait_for
-from tests.serving.conftest import NEW_TOKENS, QUESTION, Served
+from tests.served import NEW_TOKENS, QUESTION, Served
 
 PROMPTS = [QUESTION[0]["content"], "=SUM(A1)", "<script>alert(1)</script> Say hi"]
 

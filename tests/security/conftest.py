@@ -2,7 +2,6 @@
 environment holds a secret (an HF token) that must never show up anywhere."""
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,10 @@ import anyio
 import pytest
 from sqlmodel import select
 
-from tests.e2e.support import INSTRUCTION_ROWS, Instance, wait_for
+from tests.e2e.support import HF_TOKEN, INSTRUCTION_ROWS, Instance, wait_for
 
-HF_TOKEN = "hf_secretTunedeckSecurityTest0123456789"
+__all__ = ["HF_TOKEN"]  # the secret the shared instance holds (tests/e2e/support.py)
+
 # Names and cells a shell or a browser would run, if anything ever passed them to one.
 SHELL_NAME = "$(touch /tmp/pwned-tunedeck); rm -rf x `touch /tmp/pwned-tunedeck2`.jsonl"
 SCRIPT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -42,12 +42,10 @@ def assert_nothing_stored(data_dir: Path) -> None:
 
 
 @pytest.fixture(scope="package")
-def instance(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Instance]:
-    """`tunedeck run` (web, worker, model server) with HF_TOKEN set and the tiny Llama registered."""
-    running = Instance(tmp_path_factory.mktemp("security") / "data", env={"HF_TOKEN": HF_TOKEN})
-    running.cli("models", "register", "--data-dir", str(running.data_dir), "tiny-llama", str(tiny_model_dir))
-    yield running.start()
-    running.stop()
+def instance(embedded: Instance) -> Instance:
+    """The test process's shared `tunedeck run` (web, worker, model server; the tiny Llama
+    registered), whose environment holds HF_TOKEN."""
+    return embedded
 
 
 @dataclass

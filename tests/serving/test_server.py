@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.e2e.support import wait_for
-from tests.serving.conftest import NEW_TOKENS, QUESTION, Served, ask, openai_client
+from tests.served import NEW_TOKENS, QUESTION, Served, ask, openai_client
 
 pytestmark = pytest.mark.slow
 

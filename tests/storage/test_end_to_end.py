@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 
 from app.storage import MARKER
 from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, wait_for
-from tests.serving.conftest import NEW_TOKENS, QUESTION, reference
+from tests.served import NEW_TOKENS, QUESTION, reference
 from tests.storage.conftest import CREDENTIALS, S3Server, bucket_keys
 from tests.worker.test_runner import create_job, upload
 from worker.training.runner import run_job

@@ -1,5 +1,7 @@
-"""The model server for the serving tests: two tiny adapters (one merged) trained in-process,
-then `tunedeck serve` on them as its own process; and what each model alone answers."""
+"""The model server for the serving, playground and playground-browser tests: two tiny adapters
+(one merged) trained in-process, then `tunedeck serve` on them as its own process; and what each
+model alone answers. Built once per test process (the fixtures are session-scoped and made
+visible to every test by tests/conftest.py)."""
 
 import os
 import subprocess
@@ -37,7 +39,7 @@ class Served:
         return {"Authorization": f"Bearer {self.key}"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Served]:
     """Two tiny adapters (one merged) trained in this process, then `tunedeck serve` on them."""
     from app.basemodels.service import register_model
@@ -110,7 +112,11 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
             yield served
         finally:
             proc.terminate()
-            proc.wait(timeout=30)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a stream still open keeps a graceful stop waiting
+                proc.kill()
+                proc.wait()
 
 
 def _up(url: str) -> bool:
@@ -142,7 +148,7 @@ def reference(folders: dict[str, Path], name: str) -> str:
     return str(tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def references(served: Served) -> dict[str, str]:
     names = ["tiny-llama", *served.adapters, served.checkpoint, served.merged]
     return {name: reference(served.folders, name) for name in names}
