@@ -17,7 +17,7 @@ browser = test_browser.browser  # the module-scoped headless Chromium
 ARTIFACTS = test_browser.ARTIFACTS
 
 FORM = {
-    "n_epochs": "6",
+    "n_epochs": "3",
     "batch_size": "4",
     "gradient_accumulation_steps": "1",
     "learning_rate": "0.005",
