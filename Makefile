@@ -6,7 +6,7 @@ TORCH_VERSION := 2.13.0
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DATA_DIR ?= ./data
-PYTEST_ARGS ?= -n 2 --dist loadfile
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 
 .PHONY: setup run test lint typecheck pytest assets clean
 
