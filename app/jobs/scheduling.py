@@ -36,10 +36,10 @@ class Claim:
     fence: int  # the attempt number this worker now owns
 
 
-def claim_next(
-    *, worker: str, memory_bytes: int | None, on_gpu: bool, only: str | None = None
-) -> Claim | None:
-    """Take the best waiting job this worker can hold (``only``: just that job, if it may run)."""
+def claim_next(*, worker: str, memory_bytes: int | None, gpus: int, only: str | None = None) -> Claim | None:
+    """Take the best waiting job this worker can hold (``only``: just that job, if it may run).
+    ``gpus``: the GPUs this worker sees (0 on CPU); a job wanting more processes than that (one
+    per GPU) is left for a worker with enough. On CPU any number of processes can run."""
     now = utcnow()
     with read_session() as session:
         blocked = blocked_owners(session=session)
@@ -57,8 +57,10 @@ def claim_next(
         candidates = list(session.exec(query.order_by(*order).limit(CANDIDATES)).all())
         limits = owner_limits(session=session, owner_ids={j.owner_id for j in candidates if j.owner_id})
     for job in candidates:
-        gpus = _processes(job) if on_gpu else 0
-        fence = _claim(job, worker=worker, limit=limits.get(job.owner_id or 0, 0), gpus=gpus, now=now)
+        if gpus and _processes(job) > gpus:
+            continue
+        used = _processes(job) if gpus else 0
+        fence = _claim(job, worker=worker, limit=limits.get(job.owner_id or 0, 0), gpus=used, now=now)
         if fence is not None:
             return Claim(job.id, fence)
     return None
@@ -253,6 +255,33 @@ def largest_worker(*, session: Session) -> WorkerRecord | None:
     return session.exec(query.limit(1)).first()
 
 
+def gpu_check(*, session: Session, spec: TrainingSpec) -> Check | None:
+    """An error when every worker seen lately is a GPU worker and none sees the GPUs the job asks
+    for (one per process, on one host). A CPU worker runs any number of processes."""
+    if spec.num_processes <= 1:
+        return None
+    workers = recent_workers(session=session)
+    if not workers or any(_on_cpu(w) or w.device_count >= spec.num_processes for w in workers):
+        return None
+    most = max(workers, key=lambda w: w.device_count)
+    message = (
+        f"num_processes {spec.num_processes} needs {spec.num_processes} GPUs on one host; the largest "
+        f"worker ({most.name}) sees {most.device_count} — lower num_processes, or start a worker that "
+        "sees more GPUs (one worker per host rather than one per GPU)"
+    )
+    return Check("error", "no_worker_fits", message, "num_processes")
+
+
+def recent_workers(*, session: Session) -> list[WorkerRecord]:
+    """Workers seen in the last few minutes: what a job can count on."""
+    query = select(WorkerRecord).where(col(WorkerRecord.heartbeat_at) >= utcnow() - KNOWN_WITHIN)
+    return list(session.exec(query).all())
+
+
+def _on_cpu(worker: WorkerRecord) -> bool:
+    return worker.device.startswith("cpu")
+
+
 def _gib(size: float) -> str:
     return f"{size / GIB:.2f}" if size < 10 * GIB else f"{size / GIB:.1f}"
 
@@ -285,6 +314,10 @@ def waiting_reasons(*, session: Session, jobs: list[Job]) -> dict[str, str]:
         return {}
     blocked = blocked_owners(session=session)
     biggest = largest_worker(session=session)
+    workers = recent_workers(session=session)
+    most_gpus = (
+        None if not workers or any(_on_cpu(w) for w in workers) else max(w.device_count for w in workers)
+    )
     reasons = {}
     for job in waiting:
         if job.owner_id is not None and job.owner_id in blocked:
@@ -301,5 +334,10 @@ def waiting_reasons(*, session: Session, jobs: list[Job]) -> dict[str, str]:
             reasons[job.id] = (
                 f"waiting: it needs about {_gib(job.memory_estimate_bytes or 0)} GiB; "
                 f"the largest worker has {biggest.device_memory_gib:.2f} GiB"
+            )
+        elif most_gpus is not None and _processes(job) > most_gpus:
+            reasons[job.id] = (
+                f"waiting: it runs {_processes(job)} processes, one per GPU; "
+                f"no worker sees more than {most_gpus}"
             )
     return reasons

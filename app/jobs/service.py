@@ -14,7 +14,7 @@ from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
-from app.jobs.scheduling import memory_check
+from app.jobs.scheduling import gpu_check, memory_check
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
@@ -139,8 +139,11 @@ def advise_job(
     checks += pitfalls(spec, info=info, stats=stats, train_rows=train_rows, has_validation=has_validation)
     speed = measured_tokens_per_second(session=session, model=model)
     estimates = estimate(spec, info, stats=stats, train_rows=train_rows, tokens_per_second=speed)
-    too_big = memory_check(session=session, spec=spec, budget=estimates.memory_bytes)
-    return checks + ([too_big] if too_big else []), estimates
+    placement = [
+        memory_check(session=session, spec=spec, budget=estimates.memory_bytes),
+        gpu_check(session=session, spec=spec),
+    ]
+    return checks + [check for check in placement if check], estimates
 
 
 def measured_tokens_per_second(*, session: Session, model: str) -> float | None:

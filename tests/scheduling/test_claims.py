@@ -37,8 +37,8 @@ def submit(client: TestClient, file_id: str, key: str | None = None, priority: i
     return str(response.json()["id"])
 
 
-def claim(worker: str = "w@test", gib: float | None = None, on_gpu: bool = False) -> str | None:
-    claimed = claim_next(worker=worker, memory_bytes=None if gib is None else int(gib * GIB), on_gpu=on_gpu)
+def claim(worker: str = "w@test", gib: float | None = None, gpus: int = 0) -> str | None:
+    claimed = claim_next(worker=worker, memory_bytes=None if gib is None else int(gib * GIB), gpus=gpus)
     return claimed.job_id if claimed else None
 
 
@@ -180,13 +180,11 @@ def test_a_job_no_known_worker_can_hold_is_refused_with_what_to_change(
     assert waiting == "waiting: it needs about 0.30 GiB; the largest worker has 0.20 GiB"
 
 
-@pytest.mark.parametrize("on_gpu", [True, False], ids=["gpu", "cpu"])
-def test_each_attempt_adds_its_time_times_its_devices(
-    client: TestClient, tiny_model: str, on_gpu: bool
-) -> None:
+@pytest.mark.parametrize("gpus", [1, 0], ids=["gpu", "cpu"])
+def test_each_attempt_adds_its_time_times_its_devices(client: TestClient, tiny_model: str, gpus: int) -> None:
     file_id = upload(client, INSTRUCTION_ROWS[:12])
     job_id = submit(client, file_id, **SMALL)
-    assert claim(on_gpu=on_gpu) == job_id
+    assert claim(gpus=gpus) == job_id
     with session_scope() as session:  # an attempt that ran for an hour, then its worker died
         row = session.get(Job, job_id)
         assert row is not None
@@ -198,7 +196,7 @@ def test_each_attempt_adds_its_time_times_its_devices(
         assert retry_or_fail(session, row, reason="worker lost") == JobStatus.retrying
     public = client.get(f"/api/v1/fine_tuning/jobs/{job_id}").json()
     assert public["device_hours"] == pytest.approx(1.0, abs=0.01)
-    assert public["gpu_hours"] == pytest.approx(1.0 if on_gpu else 0.0, abs=0.01)
+    assert public["gpu_hours"] == pytest.approx(float(gpus), abs=0.01)
     assert job(job_id).attempt_started_at is None  # charged once
     me = client.get("/api/v1/me").json()
     assert me["gpu_hours"] == pytest.approx(public["gpu_hours"]) and me["device_hours"] > 0.99
@@ -207,3 +205,34 @@ def test_each_attempt_adds_its_time_times_its_devices(
     shown = f"{public['gpu_hours']:.3f}"
     assert shown in client.get("/account").text and shown in client.get("/admin/users").text
     assert f"{public['gpu_hours']:.2f}" in client.get("/jobs").text
+
+
+def test_a_job_on_several_gpus_goes_to_a_worker_that_sees_that_many(
+    client: TestClient, tiny_model: str
+) -> None:
+    """One process per GPU on one host: a 1-GPU worker leaves a 2-process job for a 2-GPU one
+    (a CPU worker runs it as two CPU processes); with only GPU workers too small, it is refused."""
+    file_id = upload(client, INSTRUCTION_ROWS)
+    ddp = submit(client, file_id, num_processes=2)  # no worker known yet: accepted, waits
+    single = submit(client, file_id)
+    assert claim("one-gpu@test", gpus=1) == single  # the older 2-process job is skipped
+    assert claim("one-gpu@test", gpus=1) is None
+    assert claim("two-gpus@test", gpus=2) == ddp
+    assert job(ddp).attempt_gpus == 2
+    finish(single), finish(ddp)
+
+    later = submit(client, file_id, num_processes=2)  # accepted while no worker is known
+    announce("gpu0@box", queue="tunedeck", device="NVIDIA H200", device_count=1, device_memory_gib=139.8)
+    reason = client.get(f"/api/v1/fine_tuning/jobs/{later}").json()["waiting_reason"]
+    assert reason == "waiting: it runs 2 processes, one per GPU; no worker sees more than 1"
+    body = {"model": tiny_model, "training_file": file_id, "hyperparameters": {**QUICK, "num_processes": 4}}
+    refused = client.post("/api/v1/fine_tuning/jobs", json=body)
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "no_worker_fits" and error["param"] == "num_processes"
+    assert (
+        "num_processes 4 needs 4 GPUs on one host; the largest worker (gpu0@box) sees 1" in error["message"]
+    )
+
+    announce("cpu@box", queue="tunedeck", device="cpu (16 cores)", device_count=1, device_memory_gib=64)
+    assert client.post("/api/v1/fine_tuning/jobs", json=body).status_code == 200  # a CPU worker can

@@ -41,7 +41,7 @@ def run_next(woken_by: str, worker_name: str) -> str:
     claimed = claim_next(
         worker=worker_name,
         memory_bytes=None if memory is None else int(memory * GIB),
-        on_gpu=torch.cuda.is_available(),
+        gpus=torch.cuda.device_count(),
     )
     pass_on(woken_by, claimed.job_id if claimed else None, memory)
     if claimed is None:
@@ -53,7 +53,7 @@ def run_next(woken_by: str, worker_name: str) -> str:
 
 def run_job(job_id: str, worker_name: str) -> str:
     """Run job ``job_id`` to its end (or hand it back for a retry) if it may run now; return the outcome."""
-    claimed = claim_next(worker=worker_name, memory_bytes=None, on_gpu=torch.cuda.is_available(), only=job_id)
+    claimed = claim_next(worker=worker_name, memory_bytes=None, gpus=torch.cuda.device_count(), only=job_id)
     if claimed is None:
         pass_on(job_id, None, None)  # a retry that came before its backoff ended waits for the rest
         log.info("job %s is not waiting for a worker; skipping", job_id)
