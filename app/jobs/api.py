@@ -137,6 +137,26 @@ def retrieve_job(session: SessionDep, user: CurrentUser, job_id: str) -> JobPubl
     return JobPublic.of(job, waiting_reasons(session=session, jobs=[job]).get(job.id))
 
 
+class PriorityChange(BaseModel):
+    priority: int = Field(ge=0, le=9, description="0-9, higher first; members 0-5, admins up to 9")
+
+
+@router.post(
+    "/{job_id}/priority", response_model=JobPublic, summary="Move a waiting job up or down the queue"
+)
+def change_priority(
+    session: SessionDep, request: Request, user: CurrentUser, job_id: str, body: PriorityChange
+) -> JobPublic:
+    before = job_for(session, job_id, user, manage="change the priority of").priority
+    check_priority(body.priority, user)
+    job = service.set_priority(session=session, job_id=job_id, priority=body.priority)
+    log_action(
+        session, request, user, "job_priority_changed", "job", job_id, before=before, after=job.priority
+    )
+    commit(session)
+    return JobPublic.of(job, waiting_reasons(session=session, jobs=[job]).get(job.id))
+
+
 @router.post("/{job_id}/cancel", response_model=JobPublic)
 def cancel_job(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> JobPublic:
     job_for(session, job_id, user, manage="cancel")

@@ -334,6 +334,23 @@ def resume_job(*, session: Session, store: ArtifactStore, job_id: str, checkpoin
     return job
 
 
+def set_priority(*, session: Session, job_id: str, priority: int) -> Job:
+    """Move a waiting job up or down the queue (workers take the highest priority first)."""
+    job = get_job(session=session, job_id=job_id)
+    if job.status not in (JobStatus.queued, JobStatus.retrying):
+        raise JobConflict(
+            f"job {job_id} is {job.status.value}; its priority can only change while it waits for a worker"
+        )
+    if priority != job.priority:
+        add_event(
+            session=session, job_id=job.id, message=f"Priority changed from {job.priority} to {priority}"
+        )
+        job.priority = priority
+        session.add(job)
+        session.flush()
+    return job
+
+
 def cancel_job(*, session: Session, job_id: str) -> Job:
     """Cancel now if queued; otherwise flag it so the worker stops at its next step."""
     job = get_job(session=session, job_id=job_id)

@@ -282,6 +282,7 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "may_manage": can_manage(job, user),
         "waiting_reason": waiting_reasons(session=session, jobs=[job]).get(job.id),
         "usage": job_usage(job),
+        "max_priority": 9 if user.is_admin else MEMBER_MAX_PRIORITY,
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 
@@ -362,6 +363,22 @@ def config_diff(jobs: list[Any]) -> list[tuple[str, list[Any], bool]]:
         values = [j.hyperparameters.get(key) for j in jobs]
         rows.append((key, values, len({repr(v) for v in values}) > 1))
     return rows
+
+
+@router.post("/jobs/{job_id}/priority")
+def priority_form(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    job_id: str,
+    priority: Annotated[int, Form(ge=0, le=9)],
+) -> Response:
+    before = job_for(session, job_id, user, manage="change the priority of").priority
+    check_priority(priority, user)
+    service.set_priority(session=session, job_id=job_id, priority=priority)
+    log_action(session, request, user, "job_priority_changed", "job", job_id, before=before, after=priority)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
 @router.post("/jobs/{job_id}/cancel")

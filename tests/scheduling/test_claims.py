@@ -113,6 +113,44 @@ def test_members_queue_at_normal_priorities_and_admins_may_expedite(
     assert 'name="priority"' in form and '<option value="6"' not in form
 
 
+def test_a_waiting_jobs_priority_can_change_within_the_owners_range(
+    client: TestClient, tiny_model: str
+) -> None:
+    mia, bob = make_user("mia", "member"), make_user("bob", "member")
+    file_id = upload(client, INSTRUCTION_ROWS[:12])
+    older, newer = submit(client, file_id, mia), submit(client, file_id, mia)
+
+    def move(job_id: str, priority: int, key: str = mia) -> object:
+        return client.post(
+            f"/api/v1/fine_tuning/jobs/{job_id}/priority", json={"priority": priority}, headers=bearer(key)
+        )
+
+    moved = move(older, 1)
+    assert moved.status_code == 200 and moved.json()["priority"] == 1  # type: ignore[attr-defined]
+    too_high = move(newer, 7)
+    assert too_high.status_code == 403 and "members choose 0-5" in too_high.text  # type: ignore[attr-defined]
+    not_theirs = move(newer, 0, bob)
+    assert not_theirs.status_code == 403 and "only the job's owner" in not_theirs.text  # type: ignore[attr-defined]
+    assert move(newer, 10).status_code == 422  # type: ignore[attr-defined]
+
+    page = client.get(f"/jobs/{newer}", headers=bearer(mia)).text
+    assert 'id="priority-form"' in page and '<option value="5" selected>' in page and 'value="6"' not in page
+    assert 'id="priority-form"' not in client.get(f"/jobs/{newer}", headers=bearer(bob)).text
+    by_form = client.post(
+        f"/jobs/{newer}/priority", data={"priority": "3"}, headers=bearer(mia), follow_redirects=False
+    )
+    assert by_form.status_code == 303 and job(newer).priority == 3
+
+    assert claim() == newer  # 3 before 1, though it is younger
+    running = move(newer, 2)
+    assert running.status_code == 409 and "only change while it waits" in running.text  # type: ignore[attr-defined]
+    assert client.post(f"/api/v1/fine_tuning/jobs/{older}/priority", json={"priority": 9}).status_code == 200
+    events = client.get(f"/api/v1/fine_tuning/jobs/{older}/events").json()["data"]
+    assert {"Priority changed from 5 to 1", "Priority changed from 1 to 9"} <= {e["message"] for e in events}
+    audit = client.get("/api/v1/audit", params={"action": "job_priority_changed"}).json()["data"]
+    assert len(audit) == 3 and {a["username"] for a in audit} == {"mia", "admin"}
+
+
 def test_the_per_user_limit_holds_a_users_jobs_back_and_lets_others_pass(
     client: TestClient, tiny_model: str
 ) -> None:
