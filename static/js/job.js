@@ -95,6 +95,10 @@
     const deleteBox = document.getElementById("delete");
     if (cancelForm) cancelForm.hidden = terminal; // absent for people who may only watch this job
     if (deleteBox) deleteBox.hidden = !terminal;
+    const priorityForm = document.getElementById("priority-form");
+    if (priorityForm && !["queued", "retrying"].includes(job.status)) {
+      priorityForm.replaceWith(String(job.priority)); // only a waiting job's priority can change
+    }
     if (job.cancel_requested && cancelForm) {
       const button = document.querySelector("#cancel-form button");
       button.disabled = true;
