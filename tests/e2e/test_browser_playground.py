@@ -119,7 +119,11 @@ def test_panes_stream_side_by_side_keep_history_and_blind_votes_reveal(
         pane.locator(".pg-max-tokens").fill("3000")
     page.fill("#pg-prompt", "Tell me a very long story.")
     page.press("#pg-prompt", "Enter")
-    page.wait_for_function("Number(document.querySelector('.pg-pane').dataset.deltas || 0) > 3")
+    # Panes on one base model take turns on it (a reply at a time), so either may be the one
+    # streaming when Stop is pressed.
+    page.wait_for_function(
+        "[...document.querySelectorAll('.pg-pane')].some(p => Number(p.dataset.deltas || 0) > 3)"
+    )
     page.click("#pg-stop")
     page.wait_for_function("document.getElementById('playground').dataset.busy === '0'")
     assert [p.get_attribute("data-state") for p in panes.all()] == ["stopped", "stopped"]
