@@ -1,7 +1,8 @@
 """The model server as its own process, called with the official `openai` client: models listed
 under stable names, chat with and without streaming, adapters hot-swapped on one base under
-concurrent requests without mixing, the base answering exactly as the plain base does, merged
-models, a client that disconnects stopping its generation, and /v1 passed through the web app."""
+concurrent requests without mixing, two streams on one base advancing together, the base
+answering exactly as the plain base does, merged models, a client that disconnects stopping its
+generation, and /v1 passed through the web app."""
 
 import threading
 import time
@@ -78,6 +79,41 @@ def test_concurrent_requests_across_adapters_never_mix(served: Served, reference
         assert answers[i] == references[name], (name, answers[i], references[name])
     loaded = httpx.get(served.url + "/healthz").json()["loaded"]["tiny-llama"]
     assert len(loaded) == 2  # the LRU kept two adapters loaded
+
+
+def test_two_streams_on_one_base_advance_together_and_stay_apart(
+    served: Served, references: dict[str, str]
+) -> None:
+    """Side by side (the playground's panes): the base alone and an adapter on it, streamed at the
+    same time, take turns a token at a time instead of one reply after the other."""
+    client = openai_client(served.url, served.key)
+    names = ["tiny-llama", served.adapters[0]]
+    start = threading.Barrier(len(names))
+    arrivals: dict[str, list[float]] = {name: [] for name in names}
+    texts: dict[str, str] = {}
+
+    def stream(name: str) -> None:
+        start.wait()
+        chunks = client.chat.completions.create(
+            model=name, messages=QUESTION, temperature=0, max_tokens=80, stream=True
+        )
+        pieces = []
+        for chunk in chunks:
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals[name].append(time.monotonic())
+                pieces.append(chunk.choices[0].delta.content)
+        texts[name] = "".join(pieces)
+
+    threads = [threading.Thread(target=stream, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for name in names:  # greedy: the first NEW_TOKENS tokens are the model's own answer
+        assert texts[name].startswith(references[name]), (name, texts[name], references[name])
+    base, adapter = (arrivals[name] for name in names)
+    assert len(base) > 10 and len(adapter) > 10
+    assert base[0] < adapter[-1] and adapter[0] < base[-1], "one reply waited for the other to finish"
 
 
 def test_a_client_that_disconnects_stops_its_generation(served: Served) -> None:

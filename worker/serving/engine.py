@@ -2,19 +2,22 @@
 
 One copy of each base model is loaded once. Adapters (finished jobs and checkpoints) are loaded
 onto it on demand with peft's ``load_adapter`` and switched with ``set_adapter``; the last
-``max_adapters`` stay loaded (LRU). The base alone answers inside ``disable_adapter()``, so an
-adapter left active by the previous request never leaks into it. Merged models load as plain
-models (an LRU of ``max_merged``). Requests for one base take turns in arrival order (a FIFO
-lock): an adapter is switched only between generations, so outputs never mix.
+``max_adapters`` stay loaded (LRU), never counting out one that a reply under way still uses.
+Merged models load as plain models (an LRU of ``max_merged``).
+
+Replies on one base take turns a token at a time, in arrival order (a FIFO lock handed on
+between two forward passes), so two panes side by side stream together. Each turn first puts
+the base in its reply's state — that reply's adapter active, or every adapter layer disabled for
+the base alone — so outputs never mix: each reply equals what its model alone would say.
 """
 
 import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,22 @@ class FairLock:
     def queued(self) -> int:
         return len(self._waiting)
 
+    def take_turns(self) -> bool:
+        """Called by the holder between two steps: when others wait, hand the lock to them (in
+        the order they asked) and wait for the next turn. True if the lock changed hands."""
+        with self._cond:
+            if not self._waiting:
+                return False
+            self._held = False
+            ticket = object()
+            self._waiting.append(ticket)
+            self._cond.notify_all()
+            while self._held or self._waiting[0] is not ticket:
+                self._cond.wait()
+            self._waiting.popleft()
+            self._held = True
+            return True
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -78,8 +97,15 @@ class Result:
 class _Streamer(BaseStreamer):
     """Decodes the generated ids as they come and hands each new piece of text on."""
 
-    def __init__(self, tokenizer: Any, on_text: Callable[[str], None] | None, started: float) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        on_text: Callable[[str], None] | None,
+        started: float,
+        between_tokens: Callable[[], None] | None = None,
+    ) -> None:
         self.tokenizer, self.on_text, self.started = tokenizer, on_text, started
+        self.between_tokens = between_tokens
         self.ids: list[int] = []
         self.sent = ""
         self.prompt_seen = False
@@ -94,10 +120,14 @@ class _Streamer(BaseStreamer):
         self.ids.extend(int(i) for i in value.reshape(-1).tolist())
         text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
+            if self.between_tokens:
+                self.between_tokens()
             return
         piece, self.sent = text[len(self.sent) :], text
         if piece and self.on_text:
             self.on_text(piece)
+        if self.between_tokens:  # the next forward pass has not started: a safe point to pause
+            self.between_tokens()
 
     def end(self) -> None:
         pass
@@ -120,6 +150,7 @@ class _Slot:
     lock: FairLock = field(default_factory=FairLock)
     adapters: "OrderedDict[str, str]" = field(default_factory=OrderedDict)  # peft name -> served id
     peft: bool = False
+    in_use: Counter[str] = field(default_factory=Counter)  # adapters of replies under way: kept loaded
 
 
 def _folder(served: ServedModel) -> str:
@@ -192,13 +223,19 @@ class Engine:
                 slot.model.load_adapter(folder, adapter_name=name)
             slot.adapters[name] = served.id
             self.timings["load_adapter_s"] = time.perf_counter() - started
-            while len(slot.adapters) > self.max_adapters:
-                evicted, _ = slot.adapters.popitem(last=False)
-                slot.model.delete_adapter(evicted)
+            self._evict(slot, keep=name)
         started = time.perf_counter()
         if slot.model.active_adapter != name:  # set_adapter walks every LoRA layer
             slot.model.set_adapter(name)
         self.timings["switch_adapter_s"] = time.perf_counter() - started
+
+    def _evict(self, slot: _Slot, keep: str | None = None) -> None:
+        """Unload the least recently used adapters beyond ``max_adapters``, except those of replies
+        under way (they may hold more for a while) and ``keep``."""
+        idle = [n for n in slot.adapters if n != keep and not slot.in_use[n]]
+        for evicted in idle[: max(0, len(slot.adapters) - self.max_adapters)]:
+            del slot.adapters[evicted]
+            slot.model.delete_adapter(evicted)
 
     def loaded(self) -> dict[str, list[str]]:
         """What is in memory: base → its loaded adapters (most recent last), and merged models."""
@@ -219,16 +256,39 @@ class Engine:
         if served.kind == "merged":
             slot = self._merged_slot(served)
             with slot.lock.hold():
-                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text)
+                turns = slot.lock.take_turns
+                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text, turns)
+        # Replies on one base take turns a token at a time (so panes side by side stream together);
+        # each turn first puts the base in this reply's state: its adapter active, or none.
         slot = self._base(served)
-        with slot.lock.hold():
+        name = _adapter_name(served.id)
+
+        def enter() -> None:
             if served.kind == "base":
-                context = slot.model.disable_adapter() if slot.peft else nullcontext()
+                if slot.peft:
+                    slot.model.base_model.disable_adapter_layers()
             else:
                 self._activate(slot, served)
-                context = nullcontext()
-            with context:
-                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text)
+                slot.model.base_model.enable_adapter_layers()
+
+        def between_tokens() -> None:
+            if slot.lock.take_turns():
+                enter()
+
+        with slot.lock.hold():
+            if served.kind != "base":
+                slot.in_use[name] += 1
+            try:
+                enter()
+                model = slot.model  # later adapters are injected into these same layers
+                return self._run(model, slot.tokenizer, messages, sampling, cancel, on_text, between_tokens)
+            finally:
+                if served.kind != "base":
+                    slot.in_use[name] -= 1
+                    slot.in_use += Counter()  # drop zero counts
+                if slot.peft:
+                    slot.model.base_model.enable_adapter_layers()  # the default state between replies
+                self._evict(slot)
 
     def _run(
         self,
@@ -238,13 +298,14 @@ class Engine:
         sampling: Sampling,
         cancel: threading.Event,
         on_text: Callable[[str], None] | None,
+        between_tokens: Callable[[], None] | None = None,
     ) -> Result:
         started = time.perf_counter()
         inputs = tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         ).to(model.device)
         prompt_tokens = int(inputs["input_ids"].shape[1])
-        streamer = _Streamer(tokenizer, on_text, started)
+        streamer = _Streamer(tokenizer, on_text, started, between_tokens)
         sample = sampling.temperature > 0
         kwargs: dict[str, Any] = {
             "max_new_tokens": sampling.max_new_tokens,
