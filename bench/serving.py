@@ -6,7 +6,9 @@
 2. decode speed with one LoRA adapter active (unmerged: extra matmuls per layer) vs the same
    adapter merged into the weights (``merge_and_unload``, loaded as a plain model);
 3. throughput as the number of adapters in use grows (1, 4, 16), requests cycling through them
-   with every adapter kept loaded (LRU of 16), and with an LRU of 4 (so 16 means reloading).
+   with every adapter kept loaded (LRU of 16), and with an LRU of 4 (so 16 means reloading);
+4. two replies at once on one base (the playground's panes), taking turns a token at a time, vs
+   the same replies one after the other.
 
     .venv/bin/python bench/serving.py                 # CPU here; CUDA when present
     .venv/bin/python bench/serving.py --tokens 64 --requests 32
@@ -107,6 +109,26 @@ def decode_rate(engine: Engine, model: ServedModel, tokens: int, repeats: int) -
     return statistics.median(rates)
 
 
+def side_by_side_first_tokens(engine: Engine, models: list[ServedModel], tokens: int) -> list[float]:
+    """Start one reply per model at once; the seconds until each one's first token."""
+    import threading
+
+    results: list[float] = []
+    sampling = Sampling(temperature=0, max_new_tokens=tokens)
+    start = threading.Barrier(len(models))
+
+    def reply(model: ServedModel) -> None:
+        start.wait()
+        results.append(engine.generate(model, PROMPT, sampling).first_token_s or 0.0)
+
+    threads = [threading.Thread(target=reply, args=(m,)) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -184,6 +206,19 @@ def main() -> None:
             tight_rate = tokens_per_second(tight, lora[:n], args.requests, args.tokens)
             print(f"   {n:<5} {roomy_rate:10.1f} tok/s      {tight_rate:10.1f} tok/s")
             del roomy, tight
+
+        # 4. side by side: replies on one base take turns a token at a time
+        pair = [base_model, lora[0]]
+        one_by_one = tokens_per_second(engine, pair, 2 * args.repeats, args.tokens)
+        firsts: list[float] = []
+        started = time.perf_counter()
+        for _ in range(args.repeats):
+            firsts += side_by_side_first_tokens(engine, pair, args.tokens)
+        together = 2 * args.repeats * args.tokens / (time.perf_counter() - started)
+        print("\n4. two replies at once on one base (the base alone and an adapter, as two panes)")
+        print(f"   one after the other                           {one_by_one:9.1f} tok/s")
+        print(f"   together, a token each in turn                {together:9.1f} tok/s")
+        print(f"   → slower reply's first token after {max(firsts) * 1000:.0f} ms (worst of {len(firsts)})")
 
 
 if __name__ == "__main__":
