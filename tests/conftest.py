@@ -151,3 +151,27 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     )
     yield instance.start()
     instance.stop()
+
+
+# Files whose tests use the session-scoped model server (tests/served.py): pytest-xdist sends
+# them to one worker process as a unit, so it is trained and started once, not once per worker.
+SHARES_THE_MODEL_SERVER = {
+    "tests/serving/test_server.py",
+    "tests/playground/test_playground.py",
+    "tests/e2e/test_browser_playground.py",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadfile``, with the files above as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return "the model server's tests" if path in SHARES_THE_MODEL_SERVER else path
+
+    return Scheduling(config, log)  # type: ignore[arg-type]
