@@ -151,6 +151,7 @@ class _Slot:
     adapters: "OrderedDict[str, str]" = field(default_factory=OrderedDict)  # peft name -> served id
     peft: bool = False
     in_use: Counter[str] = field(default_factory=Counter)  # adapters of replies under way: kept loaded
+    state: str | None = None  # whose state the base is in ("base" or an adapter); None: the default
 
 
 def _folder(served: ServedModel) -> str:
@@ -263,13 +264,18 @@ class Engine:
         slot = self._base(served)
         name = _adapter_name(served.id)
 
+        key = "base" if served.kind == "base" else name
+
         def enter() -> None:
+            if slot.state == key:  # the reply before left it as this one needs it
+                return
             if served.kind == "base":
                 if slot.peft:
                     slot.model.base_model.disable_adapter_layers()
             else:
                 self._activate(slot, served)
                 slot.model.base_model.enable_adapter_layers()
+            slot.state = key
 
         def between_tokens() -> None:
             if slot.lock.take_turns():
@@ -286,8 +292,9 @@ class Engine:
                 if served.kind != "base":
                     slot.in_use[name] -= 1
                     slot.in_use += Counter()  # drop zero counts
-                if slot.peft:
+                if slot.peft and slot.state == "base":
                     slot.model.base_model.enable_adapter_layers()  # the default state between replies
+                slot.state = None
                 self._evict(slot)
 
     def _run(
