@@ -4,18 +4,16 @@ model alone answers. Built once per test process (the fixtures are session-scope
 visible to every test by tests/conftest.py)."""
 
 import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
 
 from tests.accounts import bearer, make_user
-from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, wait_for
+from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, server_process
 from tests.worker.test_runner import create_job, upload
 
 QUESTION = [{"role": "user", "content": "What is 3 plus 4?"}]
@@ -100,30 +98,10 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     )
     port = free_port()
     served.url = f"http://127.0.0.1:{port}"
-    with open(served.log, "wb") as log:
-        proc = subprocess.Popen(
-            [TUNEDECK, "serve", "--port", str(port)],
-            env=served.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            wait_for(lambda: _up(served.url), timeout=120, message="the model server")
-            yield served
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a stream still open keeps a graceful stop waiting
-                proc.kill()
-                proc.wait()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
+    with server_process(
+        [TUNEDECK, "serve", "--port", str(port)], served.env, served.log, served.url, "the model server"
+    ):
+        yield served
 
 
 def reference(folders: dict[str, Path], name: str) -> str:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,44 @@ INSTRUCTION_ROWS = [
     for a in range(8)
     for b in range(5)
 ]
+
+
+def healthy(url: str) -> bool:
+    """Whether ``url``'s /healthz answers 200 right now."""
+    try:
+        return httpx.get(url + "/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def server_process(
+    command: list[str], env: dict[str, str], log_path: Path, url: str, what: str, timeout: float = 120
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A tunedeck server (``web``, ``serve``) as its own process, answering at ``url`` before the
+    body runs and stopped after it; its output goes to ``log_path`` (shown if it never answers)."""
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        try:
+            wait_for(lambda: healthy(url) or proc.poll() is not None, timeout=timeout, message=what)
+        except TimeoutError:
+            raise AssertionError(f"{what} did not answer:\n{log_path.read_text()[-3000:]}") from None
+        assert proc.poll() is None, f"{what} exited:\n{log_path.read_text()[-3000:]}"
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if an open stream keeps a graceful stop waiting past 30 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def upload_rows(client: httpx.Client, rows: list[dict[str, str]] = INSTRUCTION_ROWS) -> str:

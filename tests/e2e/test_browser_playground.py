@@ -5,7 +5,6 @@ Screenshots go to test-artifacts/screenshots/playground*.png."""
 
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ import httpx
 import pytest
 
 from tests.e2e import test_browser
-from tests.e2e.support import TUNEDECK, free_port, login, wait_for
+from tests.e2e.support import TUNEDECK, free_port, login, server_process, wait_for
 from tests.served import NEW_TOKENS, QUESTION, Served
 
 pytestmark = pytest.mark.slow
@@ -21,13 +20,6 @@ pytestmark = pytest.mark.slow
 browser = test_browser.browser  # the module-scoped headless Chromium
 ARTIFACTS = test_browser.ARTIFACTS
 __all__ = ["browser"]  # the fixture this module uses
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -38,18 +30,8 @@ def web_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = {**served.env, "TUNEDECK_MODEL_SERVER_URL": served.url}
     command = [TUNEDECK, "web", "--data-dir", served.env["TUNEDECK_DATA_DIR"], "--port", str(port)]
     log_path = tmp_path_factory.mktemp("playground-web") / "web.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: _healthy(url), timeout=60, message="the web process")
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:  # a stream still open keeps a graceful stop waiting
-                proc.kill()
-                proc.wait()
+    with server_process(command, env, log_path, url, "the web process", timeout=60):
+        yield url
 
 
 def watched_page(browser: Any, web_url: str) -> tuple[Any, list[str]]:

@@ -5,10 +5,9 @@ and a watching client reconnects and gets every point once."""
 import subprocess
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.support import TUNEDECK, Instance, upload_rows, wait_for, watch_like_a_browser
+from tests.e2e.support import TUNEDECK, Instance, healthy, upload_rows, wait_for, watch_like_a_browser
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +90,7 @@ def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resume
 
     def start_web() -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(web_command, env=instance.env, stdout=logs, stderr=subprocess.STDOUT)
-        wait_for(lambda: _healthy(instance.url), timeout=60, message="the web process")
+        wait_for(lambda: healthy(instance.url), timeout=60, message="the web process")
         return proc
 
     worker = subprocess.Popen(
@@ -134,10 +133,3 @@ def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resume
                 proc.kill()
                 proc.wait()
         logs.close()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False

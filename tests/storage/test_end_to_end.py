@@ -5,7 +5,6 @@ with an empty cache) fetches the adapter from the bucket and answers with it."""
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.storage import MARKER
-from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, wait_for
+from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, server_process
 from tests.served import NEW_TOKENS, QUESTION, reference
 from tests.storage.conftest import CREDENTIALS, S3Server, bucket_keys
 from tests.worker.test_runner import create_job, upload
@@ -113,25 +112,8 @@ def _serving(log_path: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env["TUNEDECK_INTERNAL_TOKEN"] = SERVE_TOKEN  # the model server asks callers for a bearer token
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([TUNEDECK, "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
-    try:
-        try:
-            wait_for(lambda: _up(url) or proc.poll() is not None, timeout=120, message="the model server")
-        except TimeoutError:
-            raise AssertionError(log_path.read_text()[-3000:]) from None
-        assert proc.poll() is None, log_path.read_text()[-3000:]
+    with server_process([TUNEDECK, "serve", "--port", str(port)], env, log_path, url, "the model server"):
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _chat(url: str, model: str) -> str:
