@@ -26,7 +26,7 @@ from app.config import get_settings
 from app.db import read_session, session_scope
 from app.models import DeliveryStatus, Webhook, WebhookDelivery
 from app.timeutil import utcnow
-from app.webhooks.service import internal_address_refusal
+from app.webhooks.service import vet_host
 
 TIMEOUT_SECONDS = 10.0
 CLAIM_SECONDS = 60.0  # longer than a POST can take
@@ -148,11 +148,25 @@ def post(claim: Claim) -> Outcome:
         "X-Tunedeck-Signature": "sha256=" + sign(claim.secret, timestamp, body),
     }
     # Checked again at each POST: the host's address may have changed since the hook was made
-    # (a name that resolved outside then, inside now), or the allowed networks may have.
-    if refusal := internal_address_refusal(urlsplit(claim.url).hostname or ""):
+    # (a name that resolved outside then, inside now), or the allowed networks may have. And the
+    # POST goes to the address just checked, not to what a second lookup might say (DNS rebinding).
+    parts = urlsplit(claim.url)
+    host = parts.hostname or ""
+    addresses, refusal = vet_host(host)
+    if refusal:
         return Outcome(None, refusal)
+    url, extensions = claim.url, {}
+    if addresses and host.strip("[]") != str(addresses[0]):
+        userinfo, _, hostport = parts.netloc.rpartition("@")
+        shown = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
+        pinned = (f"{userinfo}@" if userinfo else "") + shown + (f":{parts.port}" if parts.port else "")
+        url = parts._replace(netloc=pinned).geturl()
+        headers["Host"] = hostport
+        if parts.scheme.lower() == "https":
+            extensions["sni_hostname"] = host  # the certificate is still checked against the name
     try:
-        response = httpx.post(claim.url, content=body, headers=headers, timeout=TIMEOUT_SECONDS)
+        with httpx.Client(timeout=TIMEOUT_SECONDS) as client:  # redirects are not followed
+            response = client.post(url, content=body, headers=headers, extensions=extensions)
     except Exception as exc:  # refused, timed out, DNS, TLS, a URL httpx rejects: a failed attempt
         return Outcome(None, _short(f"{type(exc).__name__}: {exc}", claim.secret))
     if response.is_success:

@@ -72,29 +72,39 @@ def check_url(url: str) -> str:
     return url
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 def internal_address_refusal(host: str) -> str | None:
-    """Why webhooks may not POST to ``host`` (None: they may). A webhook is a request our servers
-    make for a user, so it must not reach what only they can reach (the cloud metadata service,
-    the database, a neighbour's admin port): a host that is or resolves to a loopback, private,
-    link-local or reserved address is refused unless TUNEDECK_WEBHOOK_ALLOWED_NETWORKS names its
-    network. A host that does not resolve is not refused here (its POST fails on its own)."""
+    """Why webhooks may not POST to ``host`` (None: they may); see ``vet_host``."""
+    return vet_host(host)[1]
+
+
+def vet_host(host: str) -> tuple[list[IPAddress], str | None]:
+    """The addresses ``host`` is or resolves to, and why webhooks may not POST there (None: they
+    may). A webhook is a request our servers make for a user, so it must not reach what only
+    they can reach (the cloud metadata service, the database, a neighbour's admin port): a host
+    that is or resolves to a loopback, private, link-local or reserved address is refused unless
+    TUNEDECK_WEBHOOK_ALLOWED_NETWORKS names its network. A host that does not resolve is not
+    refused here (no addresses; its POST fails on its own)."""
     try:
-        addresses = {ipaddress.ip_address(host.strip("[]"))}
+        addresses = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         try:
             found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
         except (OSError, UnicodeError):
-            return None
-        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+            return [], None
+        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found))
     allowed = _allowed_networks(get_settings().webhook_allowed_networks)
-    for address in sorted(addresses, key=str):
+    for address in addresses:
         if not address.is_global and not any(address in network for network in allowed):
             shown = host if host == str(address) else f"{host} ({address})"
-            return (
+            refusal = (
                 f"webhooks may not be sent to {shown}, an internal address; an admin can allow its"
                 " network with TUNEDECK_WEBHOOK_ALLOWED_NETWORKS"
             )
-    return None
+            return addresses, refusal
+    return addresses, None
 
 
 def _allowed_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

@@ -328,3 +328,32 @@ def test_hooks_to_internal_addresses_are_refused_unless_an_admin_allows_their_ne
     [refused_delivery] = log_of(allowed["id"])
     assert refused_delivery.status == "failed" and "internal address" in str(refused_delivery.last_error)
     assert receiver.received == []
+
+
+def test_a_name_is_looked_up_once_per_post_and_the_post_goes_to_the_address_checked(
+    team: dict[str, TestClient], receiver: Receiver, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a name that answers an allowed address when checked and an internal one a
+    moment later (when an HTTP client would look it up again) still gets the POST at the first."""
+    import socket
+
+    port = receiver.url.split(":")[2].split("/")[0]
+    name_url = receiver.url.replace("127.0.0.1", "hooks.rebind.test")
+    answers = ["127.0.0.1"]  # what the name resolves to; the last answer repeats
+    real = socket.getaddrinfo
+
+    def rebinding(host: object, *args: object, **kwargs: object) -> object:
+        if host != "hooks.rebind.test":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        address = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    hook = add_hook(team["alice"], name_url)
+    answers[:] = ["127.0.0.1", "10.9.9.9"]  # allowed at the check, internal from then on
+    team["alice"].post(f"/api/v1/fine_tuning/jobs/{make_job('alice')}/cancel")
+    drain()
+    [post] = receiver.received
+    assert post.headers["host"] == f"hooks.rebind.test:{port}"  # the name, at the checked address
+    assert log_of(hook["id"])[0].status == "succeeded"
+    assert answers == ["10.9.9.9"]  # looked up once: nothing asked again before connecting
