@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     cookie_secure: bool | None = Field(
         None, description="Mark the login cookie Secure; default: when the request came over https"
     )
+    allowed_origins: str = Field(
+        "",
+        description=(
+            "Comma-separated origins (e.g. 'https://tunedeck.example.com') the login form may be posted"
+            " from besides the request's own host: for a proxy that rewrites Host"
+        ),
+    )
     serve_max_adapters: int = Field(8, ge=1, le=256, description="Adapters kept loaded per base model (LRU)")
     serve_max_merged: int = Field(2, ge=1, le=16, description="Merged models kept loaded (LRU)")
     fault_injection: str | None = Field(

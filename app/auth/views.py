@@ -29,14 +29,16 @@ router = APIRouter(include_in_schema=False, dependencies=[Depends(current_user)]
 
 
 def _same_origin(request: Request) -> bool:
-    """Browsers send Origin with every form POST: it must name this site (its Host, or the
-    X-Forwarded-Host a proxy in front of it set). No Origin at all is a script, not a browser."""
+    """Browsers send Origin with every form POST: it must name this site (its Host, the
+    X-Forwarded-Host a proxy in front of it set, or one of TUNEDECK_ALLOWED_ORIGINS). No Origin
+    at all is a script, not a browser."""
     origin = request.headers.get("origin")
     if origin is None:
         return True
     hosts = {request.headers.get("host"), request.headers.get("x-forwarded-host")} - {None}
     netloc = origin.split("://", 1)[-1].rstrip("/")
-    return origin != "null" and netloc in hosts
+    allowed = {o.strip().rstrip("/") for o in get_settings().allowed_origins.split(",") if o.strip()}
+    return origin != "null" and (netloc in hosts or origin.rstrip("/") in allowed)
 
 
 def _safe_next(target: str | None) -> str:
@@ -69,7 +71,11 @@ def login(
     if not _same_origin(request):
         # Login CSRF: another site's page posting its own account's password would sign this
         # browser in as that account (and what the victim uploads would land there).
-        return refuse("This login came from another site's page. Log in from this page instead.", 403)
+        message = (
+            "This login came from another site's page. Log in from this page instead. (If this is"
+            " tunedeck's own address behind a proxy, an admin adds it to TUNEDECK_ALLOWED_ORIGINS.)"
+        )
+        return refuse(message, 403)
 
     wait = service.login_wait_seconds(session=session, username=username, ip=ip)
     if wait:

@@ -4,6 +4,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.accounts import PASSWORD, make_user
@@ -56,6 +57,21 @@ def test_a_login_posted_from_another_sites_page_is_refused(anonymous: TestClient
     same_site = {"Origin": "http://testserver"}
     ours = anonymous.post("/login", data=body, headers=same_site, follow_redirects=False)
     assert ours.status_code == 303 and anonymous.get("/api/v1/me").json()["username"] == "mallory"
+
+
+def test_behind_a_proxy_that_rewrites_host_the_public_origin_can_be_allowed(
+    anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.config import get_settings
+
+    make_user("alice", "member")
+    body = {"username": "alice", "password": PASSWORD, "next": "/"}
+    public = {"Origin": "https://tunedeck.example.com"}  # Host stays "testserver", as behind the proxy
+    refused = anonymous.post("/login", data=body, headers=public, follow_redirects=False)
+    assert refused.status_code == 403 and "TUNEDECK_ALLOWED_ORIGINS" in refused.text
+    monkeypatch.setenv("TUNEDECK_ALLOWED_ORIGINS", "https://tunedeck.example.com/")
+    get_settings.cache_clear()
+    assert anonymous.post("/login", data=body, headers=public, follow_redirects=False).status_code == 303
 
 
 def test_repeated_failures_lock_the_username_for_a_while(anonymous: TestClient, client: TestClient) -> None:
