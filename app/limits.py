@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.error_shape import error_body
 from app.config import get_settings
 
 # Room for the multipart boundaries, part headers and small form fields around the file.
@@ -76,8 +77,6 @@ class UploadLimit:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, exc: UploadTooLarge) -> None:
-    from app.api.errors import error_body  # imported here: that module imports every service
-
     # The unread rest of the body is the server's to discard (uvicorn reads and drops it), so the
     # client gets this answer instead of a connection reset.
     response = JSONResponse(error_body(str(exc.detail), status=413, code="file_too_large"), status_code=413)

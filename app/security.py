@@ -1,7 +1,11 @@
 """Security headers on every response: a content security policy that allows only our own
 scripts (no inline script, no third-party origin), no MIME sniffing, no framing."""
 
+import json
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.error_shape import error_body
 
 CSP = "; ".join(
     [
@@ -23,10 +27,13 @@ HEADERS = [
 ]
 _JSON = (b"content-type", b"application/json")
 _NO_STORE = [(b"cache-control", b"no-store")]
-_INTERNAL_ERROR = (
-    b'{"error": {"message": "Internal server error: the request failed on our side and was logged.",'
-    b' "type": "server_error", "param": null, "code": "internal_error"}}'
-)
+_INTERNAL_ERROR = json.dumps(
+    error_body(
+        "Internal server error: the request failed on our side and was logged.",
+        status=500,
+        code="internal_error",
+    )
+).encode()
 # FastAPI's interactive docs load Swagger UI / ReDoc with inline scripts: they keep the rest.
 _NO_CSP = ("/docs", "/redoc")
 

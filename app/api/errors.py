@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.error_shape import error_body
 from app.auth.deps import Forbidden, NotAuthenticated
 from app.auth.service import AccountError
 from app.basemodels.service import ModelFolderInvalid, ModelPathNotAllowed
@@ -19,29 +20,6 @@ from app.datasets.service import NotFound
 from app.jobs.service import AdviceBlocked, InvalidJobRequest, JobConflict
 from app.presets.service import PresetConflict
 from app.web import templates
-
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    413: "invalid_request_error",
-    422: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
-def error_body(
-    message: str, *, status: int, param: str | None = None, code: str | None = None, **extra: Any
-) -> dict[str, Any]:
-    error = {
-        "message": message,
-        "type": ERROR_TYPES.get(status, "api_error"),
-        "param": param,
-        "code": code,
-    }
-    return {"error": error | extra}
 
 
 def _wants_json(request: Request) -> bool:

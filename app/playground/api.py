@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.api.errors import error_body
+from app.api.error_shape import error_body
 from app.auth.deps import CurrentUser
 from app.playground import batch as batches
 from app.playground import exports, service

@@ -67,17 +67,12 @@ def check_url(url: str) -> str:
         raise WebhookInvalid(f"the URL must start with http:// or https:// (not {parts.scheme}://)", "url")
     if not parts.hostname:
         raise WebhookInvalid("the URL needs a host, e.g. https://example.com/hooks/tunedeck", "url")
-    if refusal := internal_address_refusal(parts.hostname):
+    if refusal := vet_host(parts.hostname)[1]:
         raise WebhookInvalid(refusal, "url")
     return url
 
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def internal_address_refusal(host: str) -> str | None:
-    """Why webhooks may not POST to ``host`` (None: they may); see ``vet_host``."""
-    return vet_host(host)[1]
 
 
 def vet_host(host: str) -> tuple[list[IPAddress], str | None]:

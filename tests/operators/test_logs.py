@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from app.logs import AddContext, JsonFormatter, RedactSecrets, job_context, redact
 from app.ops.context import RequestContext
-from tests.e2e.support import TUNEDECK
+from tests.e2e.support import TUNEDECK, stop
 
 
 def _capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
@@ -102,12 +102,7 @@ def _run_logging(command: list[str], ready: str) -> list[dict[str, object]]:
     try:
         _wait_for(lines, lambda line: ready in line, timeout=90)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         reader.join(timeout=5)
     return [json.loads(line) for line in lines]
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from app.storage import S3ArtifactStore, S3Location
-from tests.e2e.support import free_port, wait_for
+from tests.e2e.support import free_port, stop, wait_for
 
 # moto accepts any credentials; these never leave the test machine.
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "tunedeck-test", "AWS_SECRET_ACCESS_KEY": "tunedeck-test-secret"}
@@ -61,8 +61,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             pytest.fail(f"moto's S3 server exited: {log_path.read_text()[-2000:]}")
         yield S3Server(url)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop(proc)
 
 
 def _up(url: str) -> bool:
