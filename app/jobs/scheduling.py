@@ -260,10 +260,9 @@ def gpu_check(*, session: Session, spec: TrainingSpec) -> Check | None:
     for (one per process, on one host). A CPU worker runs any number of processes."""
     if spec.num_processes <= 1:
         return None
-    workers = recent_workers(session=session)
-    if not workers or any(_on_cpu(w) or w.device_count >= spec.num_processes for w in workers):
+    most = largest_gpu_host(session=session)
+    if most is None or most.device_count >= spec.num_processes:
         return None
-    most = max(workers, key=lambda w: w.device_count)
     message = (
         f"num_processes {spec.num_processes} needs {spec.num_processes} GPUs on one host; the largest "
         f"worker ({most.name}) sees {most.device_count} — lower num_processes, or start a worker that "
@@ -272,14 +271,14 @@ def gpu_check(*, session: Session, spec: TrainingSpec) -> Check | None:
     return Check("error", "no_worker_fits", message, "num_processes")
 
 
-def recent_workers(*, session: Session) -> list[WorkerRecord]:
-    """Workers seen in the last few minutes: what a job can count on."""
+def largest_gpu_host(*, session: Session) -> WorkerRecord | None:
+    """Of the workers seen in the last few minutes, the one that sees the most GPUs — or None when
+    none was seen or one of them is a CPU worker (which runs any number of processes)."""
     query = select(WorkerRecord).where(col(WorkerRecord.heartbeat_at) >= utcnow() - KNOWN_WITHIN)
-    return list(session.exec(query).all())
-
-
-def _on_cpu(worker: WorkerRecord) -> bool:
-    return worker.device.startswith("cpu")
+    workers = list(session.exec(query).all())
+    if not workers or any(w.device.startswith("cpu") for w in workers):
+        return None
+    return max(workers, key=lambda w: w.device_count)
 
 
 def _gib(size: float) -> str:
@@ -314,10 +313,7 @@ def waiting_reasons(*, session: Session, jobs: list[Job]) -> dict[str, str]:
         return {}
     blocked = blocked_owners(session=session)
     biggest = largest_worker(session=session)
-    workers = recent_workers(session=session)
-    most_gpus = (
-        None if not workers or any(_on_cpu(w) for w in workers) else max(w.device_count for w in workers)
-    )
+    gpu_host = largest_gpu_host(session=session)
     reasons = {}
     for job in waiting:
         if job.owner_id is not None and job.owner_id in blocked:
@@ -335,9 +331,9 @@ def waiting_reasons(*, session: Session, jobs: list[Job]) -> dict[str, str]:
                 f"waiting: it needs about {_gib(job.memory_estimate_bytes or 0)} GiB; "
                 f"the largest worker has {biggest.device_memory_gib:.2f} GiB"
             )
-        elif most_gpus is not None and _processes(job) > most_gpus:
+        elif gpu_host is not None and _processes(job) > gpu_host.device_count:
             reasons[job.id] = (
                 f"waiting: it runs {_processes(job)} processes, one per GPU; "
-                f"no worker sees more than {most_gpus}"
+                f"no worker sees more than {gpu_host.device_count}"
             )
     return reasons
