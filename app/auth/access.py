@@ -97,7 +97,11 @@ def set_owner(obj: Owned, user: Principal, *, private: bool = False) -> None:
     obj.owner_id, obj.owner, obj.private = user.user_id, user.username, private
 
 
-def check_priority(priority: int, user: Principal) -> None:
+def max_priority(user: Principal) -> int:
     """Members queue at 0-5; only admins may put a job ahead of everyone's normal work (6-9)."""
-    if priority > MEMBER_MAX_PRIORITY and not user.is_admin:
+    return 9 if user.is_admin else MEMBER_MAX_PRIORITY
+
+
+def check_priority(priority: int, user: Principal) -> None:
+    if priority > MEMBER_MAX_PRIORITY and not user.is_admin:  # (an admin's 10+ is capped at 9 elsewhere)
         raise Forbidden(f"priority {priority} is for admins; members choose 0-{MEMBER_MAX_PRIORITY}")

@@ -8,14 +8,22 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.auth.access import can_manage, can_see, check_job_files, check_priority, job_for, log_action
+from app.auth.access import (
+    can_manage,
+    can_see,
+    check_job_files,
+    check_priority,
+    job_for,
+    log_action,
+    max_priority,
+)
 from app.auth.deps import CurrentUser, Principal
 from app.auth.service import list_users
 from app.basemodels.service import list_models
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import merging, service
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
-from app.jobs.scheduling import MEMBER_MAX_PRIORITY, job_usage, waiting_reasons
+from app.jobs.scheduling import job_usage, waiting_reasons
 from app.jobs.schemas import JobPublic
 from app.models import JobStatus
 from app.presets.schemas import PresetCreate, PresetPublic
@@ -131,7 +139,7 @@ def _form_page(
         "datasets": datasets,
         "values": values,
         "errors": errors,
-        "max_priority": 9 if user.is_admin else MEMBER_MAX_PRIORITY,
+        "max_priority": max_priority(user),
     }
     return templates.TemplateResponse(request, "pages/job_new.html", context, status_code=status)
 
@@ -171,7 +179,7 @@ def new_job_page(
             "hyperparameters": dict(source.hyperparameters),
             "cloned_from": source.id,
             "private": source.private,
-            "priority": min(source.priority, 9 if user.is_admin else MEMBER_MAX_PRIORITY),
+            "priority": min(source.priority, max_priority(user)),
         }
     return _form_page(request, session, user, values, {})
 
@@ -282,7 +290,7 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "may_manage": can_manage(job, user),
         "waiting_reason": waiting_reasons(session=session, jobs=[job]).get(job.id),
         "usage": job_usage(job),
-        "max_priority": 9 if user.is_admin else MEMBER_MAX_PRIORITY,
+        "max_priority": max_priority(user),
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 
