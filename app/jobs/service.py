@@ -14,7 +14,7 @@ from app.datasets.service import NotFound, get_dataset, token_stats
 from app.db import after_commit
 from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
-from app.jobs.scheduling import gpu_check, memory_check
+from app.jobs.scheduling import WAITING, gpu_check, memory_check
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
@@ -337,7 +337,7 @@ def resume_job(*, session: Session, store: ArtifactStore, job_id: str, checkpoin
 def set_priority(*, session: Session, job_id: str, priority: int) -> Job:
     """Move a waiting job up or down the queue (workers take the highest priority first)."""
     job = get_job(session=session, job_id=job_id)
-    if job.status not in (JobStatus.queued, JobStatus.retrying):
+    if job.status not in WAITING:
         raise JobConflict(
             f"job {job_id} is {job.status.value}; its priority can only change while it waits for a worker"
         )
