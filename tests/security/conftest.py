@@ -11,9 +11,7 @@ import anyio
 import pytest
 from sqlmodel import select
 
-from tests.e2e.support import HF_TOKEN, INSTRUCTION_ROWS, Instance, wait_for
-
-__all__ = ["HF_TOKEN"]  # the secret the shared instance holds (tests/e2e/support.py)
+from tests.e2e.support import INSTRUCTION_ROWS, Instance, wait_for
 
 # Names and cells a shell or a browser would run, if anything ever passed them to one.
 SHELL_NAME = "$(touch /tmp/pwned-tunedeck); rm -rf x `touch /tmp/pwned-tunedeck2`.jsonl"

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from tests.accounts import PASSWORD
-from tests.e2e.support import Instance
-from tests.security.conftest import HF_TOKEN, FinishedJob
+from tests.e2e.support import HF_TOKEN, Instance
+from tests.security.conftest import FinishedJob
 
 pytestmark = pytest.mark.slow
 
