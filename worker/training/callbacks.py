@@ -42,6 +42,7 @@ class ReportingCallback(TrainerCallback):
         self.oom_at_step = fault("oom_at_step")
         self._evaluating_at: int | None = None
         self._last_tokens: float | None = None
+        self.resumed_tokens: float | None = None  # a resumed trl run's token count (logstate.py)
 
     @property
     def checkpoints_key(self) -> str:
@@ -51,7 +52,10 @@ class ReportingCallback(TrainerCallback):
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any
     ) -> None:
         self._last_log = (state.global_step, time.monotonic())
-        self._last_tokens = float(state.num_input_tokens_seen or 0) or None
+        # tokens/s at the first log measures from here: 0 on a fresh run, the checkpoint's count on a
+        # resumed one (the Trainer's own count, or trl's as ResumableLogMixin restored it)
+        resumed = float(state.num_input_tokens_seen or 0) or self.resumed_tokens
+        self._last_tokens = 0.0 if state.global_step == 0 else resumed
         self.reporter.step(state.global_step, state.max_steps, state.epoch)
         self.reporter.event(
             f"Training started: {state.max_steps} steps over {args.num_train_epochs:g} epoch(s)"

@@ -26,6 +26,7 @@ from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
+from worker.training.logstate import ResumableLogMixin
 from worker.training.reporting import JobCancelled, JobReporter
 
 
@@ -196,8 +197,9 @@ def sft_config(
     )
 
 
-class TunedeckSFTTrainer(ddp.RankZeroRngMixin, LengthBucketMixin, SFTTrainer):
-    """trl's SFTTrainer with length-bucketed batches (and rank 0 writing every rank's RNG state)."""
+class TunedeckSFTTrainer(ResumableLogMixin, ddp.RankZeroRngMixin, LengthBucketMixin, SFTTrainer):
+    """trl's SFTTrainer with length-bucketed batches, rank 0 writing every rank's RNG state, and
+    the logging state kept across a resume."""
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from app.spec import TrainingSpec
 from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
+from worker.training.logstate import ResumableLogMixin
 from worker.training.pipeline import Device, load_model, lora_config, training_kwargs
 
 
@@ -65,5 +66,6 @@ class TaskReportingCallback(ReportingCallback):
             self.reporter.metrics(state.global_step, state.epoch, values)
 
 
-class BucketedTrainer(ddp.RankZeroRngMixin, LengthBucketMixin, Trainer):
-    """transformers' Trainer with length-bucketed batches (and rank 0 writing every rank's RNG state)."""
+class BucketedTrainer(ResumableLogMixin, ddp.RankZeroRngMixin, LengthBucketMixin, Trainer):
+    """transformers' Trainer with length-bucketed batches, rank 0 writing every rank's RNG state,
+    and the logging state kept across a resume."""
