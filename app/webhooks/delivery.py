@@ -155,8 +155,10 @@ def post(claim: Claim) -> Outcome:
     addresses, refusal = vet_host(host)
     if refusal:
         return Outcome(None, refusal)
+    if not addresses:  # never let the HTTP client look the name up again: it could answer otherwise
+        return Outcome(None, f"could not resolve {host!r}; the delivery is retried later")
     url, extensions = claim.url, {}
-    if addresses and host.strip("[]") != str(addresses[0]):
+    if host.strip("[]") != str(addresses[0]):
         userinfo, _, hostport = parts.netloc.rpartition("@")
         shown = f"[{addresses[0]}]" if addresses[0].version == 6 else str(addresses[0])
         pinned = (f"{userinfo}@" if userinfo else "") + shown + (f":{parts.port}" if parts.port else "")

@@ -357,3 +357,61 @@ def test_a_name_is_looked_up_once_per_post_and_the_post_goes_to_the_address_chec
     assert post.headers["host"] == f"hooks.rebind.test:{port}"  # the name, at the checked address
     assert log_of(hook["id"])[0].status == "succeeded"
     assert answers == ["10.9.9.9"]  # looked up once: nothing asked again before connecting
+
+
+def test_a_failed_lookup_is_a_failed_delivery_never_a_second_lookup_by_the_http_client(
+    team: dict[str, TestClient], receiver: Receiver, quick_retries: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name that answers SERVFAIL when the POST checks it and loopback next: nothing may be sent
+    to an address that was not vetted in the same attempt (the HTTP client must not resolve again)."""
+    import socket
+
+    name_url = receiver.url.replace("127.0.0.1", "hooks.servfail.test")
+    answers: list[str | None] = ["8.8.8.8"]  # public when the hook is made
+    real = socket.getaddrinfo
+
+    def flaky(host: object, *args: object, **kwargs: object) -> object:
+        if host != "hooks.servfail.test":
+            return real(host, *args, **kwargs)  # type: ignore[arg-type]
+        address = answers.pop(0) if len(answers) > 1 else answers[0]
+        if address is None:
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", flaky)
+    hook = add_hook(team["alice"], name_url)
+    monkeypatch.setenv("TUNEDECK_WEBHOOK_ALLOWED_NETWORKS", "")  # loopback is internal again
+    get_settings.cache_clear()
+    answers[:] = [None, "127.0.0.1"]  # SERVFAIL at the check, then the receiver on loopback
+    team["alice"].post(f"/api/v1/fine_tuning/jobs/{make_job('alice')}/cancel")
+    assert deliver_due() == 1  # one attempt
+    [delivery] = log_of(hook["id"])
+    assert receiver.received == []
+    assert delivery.status == "pending" and delivery.attempts == 1  # retried later, like any failure
+    assert "could not resolve 'hooks.servfail.test'" in str(delivery.last_error)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "[64:ff9b::7f00:1]",  # NAT64 of 127.0.0.1
+        "[64:ff9b::a9fe:a9fe]",  # NAT64 of the metadata service
+        "[64:ff9b:1::a00:1]",  # local-use NAT64 of 10.0.0.1
+        "[2002:7f00:1::1]",  # 6to4 of 127.0.0.1
+        "[2002:a00:1::]",  # 6to4 of 10.0.0.1
+        "[2001:0:4136:e378:8000:63bf:80ff:fffe]",  # Teredo, client 127.0.0.1
+        "[::ffff:a00:1]",  # IPv4-mapped 10.0.0.1
+        "[::127.0.0.1]",  # IPv4-compatible
+        "[::ffff:0:a9fe:a9fe]",  # IPv4-translated (SIIT) 169.254.169.254
+    ],
+)
+def test_ipv6_addresses_that_carry_an_internal_ipv4_address_are_refused_like_it(
+    team: dict[str, TestClient], monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.setenv("TUNEDECK_WEBHOOK_ALLOWED_NETWORKS", "")
+    get_settings.cache_clear()
+    refused = team["alice"].post("/api/v1/webhooks", json={"url": f"http://{host}/hooks"})
+    assert refused.status_code == 422, refused.text
+    assert "which carries" in refused.json()["error"]["message"]
+    public = team["alice"].post("/api/v1/webhooks", json={"url": "http://[64:ff9b::808:808]/hooks"})
+    assert public.status_code == 200, public.text  # NAT64 of a public address is public
