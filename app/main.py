@@ -4,7 +4,9 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.api.errors import install_error_handlers
@@ -45,6 +47,25 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     sender.stop()
 
 
+def _docs(app: FastAPI) -> APIRouter:
+    """The OpenAPI schema and its interactive docs, for signed-in users (a browser session is enough)."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/openapi.json")
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} API")
+
+    @router.get("/redoc")
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} API")
+
+    return router
+
+
 def create_app() -> FastAPI:
     """Build the web application (routes, static files, error handlers)."""
     app = FastAPI(
@@ -52,6 +73,9 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
         lifespan=_lifespan,
+        docs_url=None,  # served below, behind the login like everything else
+        redoc_url=None,
+        openapi_url=None,
     )
     app.include_router(accounts_views.public)
     app.include_router(ops_api.router)  # /metrics (its own token rule), /livez, /readyz
@@ -73,6 +97,7 @@ def create_app() -> FastAPI:
         webhooks_views,
     ):
         app.include_router(module.router, dependencies=signed_in)
+    app.include_router(_docs(app), dependencies=signed_in)
     app.mount("/static", StaticFiles(directory=str(resource_dir("static"))), name="static")
     install_error_handlers(app)
     app.add_middleware(UploadLimit)  # inside SecurityHeaders, so its 413s carry the headers too

@@ -2,6 +2,7 @@
 server set in ``TUNEDECK_MODEL_SERVER_URL``), streaming included, so clients need one base URL."""
 
 from collections.abc import AsyncIterator
+from urllib.parse import quote, urlsplit
 
 import httpx
 from fastapi import APIRouter, Request
@@ -18,7 +19,22 @@ _DROP = {"host", "content-length", "connection", "keep-alive", "transfer-encodin
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
 
 
+def _not_found(name: str) -> JSONResponse:
+    message = f"The model '{name}' does not exist; GET /v1/models lists them"
+    body = {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    }
+    return JSONResponse(body, status_code=404)
+
+
 async def _pass(request: Request, path: str, user: CurrentUser) -> Response:
+    """Send ``/v1/<path>`` on. ``path`` is one of the routes below, with any model name in it
+    percent-encoded as a single segment, so nothing a client sends reaches another route."""
     settings = get_settings()
     upstream = settings.model_server_url.rstrip("/")
     if upstream.endswith("/v1"):
@@ -39,6 +55,10 @@ async def _pass(request: Request, path: str, user: CurrentUser) -> Response:
         headers=headers,
         content=await request.body(),
     )
+    expected = urlsplit(upstream).path.rstrip("/") + f"/v1/{path}"
+    if outgoing.url.raw_path.decode("ascii").partition("?")[0] != expected:
+        await http.aclose()  # the URL would normalise to another route: never send it
+        return _not_found(path)
     try:
         answer = await http.send(outgoing, stream=True)
     except httpx.TransportError:
@@ -77,7 +97,11 @@ async def models(request: Request, user: CurrentUser) -> Response:
 
 @router.get("/models/{name:path}", summary="One servable model")
 async def model(request: Request, name: str, user: CurrentUser) -> Response:
-    return await _pass(request, f"models/{name}", user)
+    # Model names never hold '/' (nor are '.' or '..'): such a "name" is a path trying to reach
+    # the model server's other routes (``..%2F..%2Fhealthz``), and it names no model.
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return _not_found(name)
+    return await _pass(request, "models/" + quote(name, safe=":@"), user)
 
 
 @router.post("/chat/completions", summary="Chat with any servable model (OpenAI shape; `stream` supported)")

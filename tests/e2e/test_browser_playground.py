@@ -96,7 +96,7 @@ def test_panes_stream_side_by_side_keep_history_and_blind_votes_reveal(
     page.screenshot(path=str(ARTIFACTS / "playground.png"), full_page=True)
 
     # Stop: the answers are cut short and the model server stops generating them.
-    cancelled = httpx.get(served.url + "/healthz").json()["stats"]["cancelled"]
+    cancelled = httpx.get(served.url + "/healthz", headers=served.auth).json()["stats"]["cancelled"]
     for pane in panes.all():
         pane.locator(".pg-max-tokens").fill("3000")
     page.fill("#pg-prompt", "Tell me a very long story.")
@@ -109,7 +109,9 @@ def test_panes_stream_side_by_side_keep_history_and_blind_votes_reveal(
     page.wait_for_function("document.getElementById('playground').dataset.busy === '0'")
     assert [p.get_attribute("data-state") for p in panes.all()] == ["stopped", "stopped"]
     wait_for(
-        lambda: httpx.get(served.url + "/healthz").json()["stats"]["cancelled"] > cancelled,
+        lambda: (
+            httpx.get(served.url + "/healthz", headers=served.auth).json()["stats"]["cancelled"] > cancelled
+        ),
         timeout=30,
         message="the model server to stop generating",
     )

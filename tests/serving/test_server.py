@@ -77,7 +77,7 @@ def test_concurrent_requests_across_adapters_never_mix(served: Served, reference
     assert not errors, errors
     for i, name in enumerate(names):
         assert answers[i] == references[name], (name, answers[i], references[name])
-    loaded = httpx.get(served.url + "/healthz").json()["loaded"]["tiny-llama"]
+    loaded = httpx.get(served.url + "/healthz", headers=served.auth).json()["loaded"]["tiny-llama"]
     assert len(loaded) == 2  # the LRU kept two adapters loaded
 
 
@@ -117,7 +117,7 @@ def test_two_streams_on_one_base_advance_together_and_stay_apart(
 
 
 def test_a_client_that_disconnects_stops_its_generation(served: Served) -> None:
-    before = httpx.get(served.url + "/healthz").json()["stats"]
+    before = httpx.get(served.url + "/healthz", headers=served.auth).json()["stats"]
     body = {"model": served.adapters[1], "messages": QUESTION, "max_tokens": 400, "stream": True}
     with httpx.stream(
         "POST", served.url + "/v1/chat/completions", json=body, timeout=60, headers=served.auth
@@ -127,7 +127,9 @@ def test_a_client_that_disconnects_stops_its_generation(served: Served) -> None:
                 break  # leave after a few tokens
     stats = wait_for(
         lambda: (
-            (s := httpx.get(served.url + "/healthz").json()["stats"])["cancelled"] > before["cancelled"] and s
+            (s := httpx.get(served.url + "/healthz", headers=served.auth).json()["stats"])["cancelled"]
+            > before["cancelled"]
+            and s
         ),
         timeout=30,
         message="the generation to stop",
