@@ -139,6 +139,23 @@ def create_key(session: SessionDep, request: Request, user: CurrentUser, body: A
     return ApiKeyPublic.of(key, secret)
 
 
+class RevokedKeys(BaseModel):
+    object: Literal["list"] = "list"
+    revoked: list[str] = Field(description="ids of the keys this revoked")
+
+
+@router.delete(
+    "/me/api_keys",
+    response_model=RevokedKeys,
+    summary="Revoke all your API keys (the one sending this too); keys outlive password changes",
+)
+def revoke_all_keys(session: SessionDep, request: Request, user: CurrentUser) -> RevokedKeys:
+    revoked = service.revoke_all_api_keys(session=session, user_id=user.user_id)
+    log_action(session, request, user, "api_keys_revoked", "api_key", "*", count=len(revoked))
+    commit(session)
+    return RevokedKeys(revoked=revoked)
+
+
 @router.delete("/me/api_keys/{key_id}", response_model=ApiKeyPublic, summary="Revoke one of your API keys")
 def revoke_key(session: SessionDep, request: Request, user: CurrentUser, key_id: str) -> ApiKeyPublic:
     key = service.revoke_api_key(session=session, user_id=user.user_id, key_id=key_id)

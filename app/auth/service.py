@@ -1,6 +1,7 @@
 """Users, API keys, login sessions, the audit log and login throttling — no HTTP here."""
 
 import hashlib
+import math
 import re
 import secrets
 import uuid
@@ -8,10 +9,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
-from app.models import ApiKey, AppSecret, AuditEvent, LoginSession, Role, User
+from app.models import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.timeutil import utcnow
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
@@ -20,7 +22,8 @@ SESSION_LIFETIME = timedelta(days=7)
 KEY_PREFIX = "td-"
 LAST_USED_RESOLUTION = timedelta(seconds=60)  # don't write on every request of a busy script
 
-# Failed logins within the window that lock out a username, or an address, until it passes.
+# Login attempts within a window that lock out a username, or an address, until it ends (a
+# successful login gives its attempt back, so these are failures in effect).
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_IP = 20
@@ -167,6 +170,17 @@ def revoke_api_key(*, session: Session, user_id: int | None, key_id: str) -> Api
     return key
 
 
+def revoke_all_api_keys(*, session: Session, user_id: int) -> list[str]:
+    """Revoke every active key of ``user_id`` (keys outlive password changes: this is how to end
+    them all at once); return the ids revoked."""
+    keys = [k for k in list_api_keys(session=session, user_id=user_id) if k.revoked_at is None]
+    now = utcnow()
+    for key in keys:
+        key.revoked_at = now
+        session.add(key)
+    return [k.id for k in keys]
+
+
 def user_for_api_key(*, session: Session, secret: str) -> tuple[User, ApiKey] | None:
     """The active user an unrevoked key belongs to; marks the key used (at most once a minute)."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
@@ -265,27 +279,60 @@ def list_audit(
     return list(session.exec(query.order_by(col(AuditEvent.id).desc()).limit(limit)).all())
 
 
-def login_wait_seconds(*, session: Session, username: str, ip: str) -> int:
-    """Seconds until this username and address may try again; 0 when they may now."""
-    since = utcnow() - LOGIN_WINDOW
-    failures = select(AuditEvent.created_at).where(
-        col(AuditEvent.action) == "login_failed", col(AuditEvent.created_at) > since
-    )
-    by_user = list(session.exec(failures.where(col(AuditEvent.username) == username[:64])).all())
-    by_ip = list(session.exec(failures.where(col(AuditEvent.ip) == ip[:64])).all()) if ip else []
-    waits = [
-        _wait(times, limit, since)
-        for times, limit in ((by_user, MAX_FAILURES_PER_USER), (by_ip, MAX_FAILURES_PER_IP))
-    ]
+def reserve_login_attempt(*, session: Session, username: str, ip: str) -> int:
+    """Count one login attempt against the username and the address, before its password is
+    checked; return the seconds to wait (0: go ahead and check it). Each count is one atomic
+    upsert that returns the new total, so of N parallel attempts exactly the first ones up to the
+    limit go ahead. Commit it at once (its own transaction) so parallel attempts see it."""
+    now = utcnow()
+    waits = [0]
+    for key, limit in (
+        (_user_key(username), MAX_FAILURES_PER_USER),
+        (f"ip:{ip[:64]}" if ip else "", MAX_FAILURES_PER_IP),
+    ):
+        if key:
+            attempts, window_start = _count_attempt(session, key, now)
+            if attempts > limit:  # locked until the window that filled up has passed
+                waits.append(max(1, math.ceil((window_start + LOGIN_WINDOW - now).total_seconds())))
     return max(waits)
 
 
-def _wait(times: list[datetime], limit: int, since: datetime) -> int:
-    if len(times) < limit:
-        return 0
-    # locked until the failure that tipped it over leaves the window
-    oldest_counted = sorted(times)[-limit]
-    return max(1, int((oldest_counted - since).total_seconds()) + 1)
+def release_login_attempt(*, session: Session, username: str, ip: str) -> None:
+    """A login succeeded: the username's count starts afresh and the address gets its attempt back."""
+    session.execute(sa.delete(LoginThrottle).where(col(LoginThrottle.key) == _user_key(username)))
+    if ip:
+        session.execute(
+            sa.update(LoginThrottle)
+            .where(col(LoginThrottle.key) == f"ip:{ip[:64]}", col(LoginThrottle.attempts) > 0)
+            .values(attempts=col(LoginThrottle.attempts) - 1)
+        )
+
+
+def _user_key(username: str) -> str:
+    return f"user:{username.lower()[:64]}"
+
+
+def _count_attempt(session: Session, key: str, now: datetime) -> tuple[int, datetime]:
+    """Add one to ``key``'s attempts (starting a new window when the last one is over) and return
+    (attempts, window start) as the database left them: INSERT … ON CONFLICT DO UPDATE … RETURNING,
+    on SQLite and Postgres alike."""
+    table = LoginThrottle.__table__  # type: ignore[attr-defined]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    expired = table.c.window_start < now - LOGIN_WINDOW
+    statement = (
+        insert(table)
+        .values(key=key, window_start=now, attempts=1)
+        .on_conflict_do_update(
+            index_elements=[table.c.key],
+            set_={
+                "attempts": sa.case((expired, 1), else_=table.c.attempts + 1),
+                "window_start": sa.case((expired, now), else_=table.c.window_start),
+            },
+        )
+        .returning(table.c.attempts, table.c.window_start)
+    )
+    attempts, window_start = session.execute(statement).one()
+    return int(attempts), window_start
 
 
 # ---- secrets shared between processes ------------------------------------------------------------

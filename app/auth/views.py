@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.api.deps import SessionDep, commit, get_session
+from app.api.deps import DB_INT_MAX, SessionDep, commit, get_session
 from app.auth import service
 from app.auth.access import log_action
 from app.auth.deps import (
@@ -20,6 +20,7 @@ from app.auth.deps import (
 from app.auth.passwords import verify_password
 from app.auth.service import AccountError
 from app.config import get_settings
+from app.db import session_scope
 from app.jobs.scheduling import Usage, limit_of, usage_by_owner
 from app.models import Role, User
 from app.web import templates
@@ -77,7 +78,10 @@ def login(
         )
         return refuse(message, 403)
 
-    wait = service.login_wait_seconds(session=session, username=username, ip=ip)
+    # Counted before the password is checked, and committed at once in its own transaction, so
+    # that parallel guesses each see the others' counts: only the first few get a real check.
+    with session_scope() as throttle:
+        wait = service.reserve_login_attempt(session=throttle, username=username, ip=ip)
     if wait:
         message = f"Too many failed logins. Try again in {wait // 60 + 1} minute(s)."
         return refuse(message, 429, {"Retry-After": str(wait)})
@@ -86,6 +90,7 @@ def login(
         service.audit(session=session, user_id=None, username=username, action="login_failed", ip=ip)
         commit(session)
         return refuse("Wrong username or password.", 401)
+    service.release_login_attempt(session=session, username=username, ip=ip)
     token, _ = service.start_login(session=session, user=user)
     service.audit(session=session, user_id=user.id, username=user.username, action="login", ip=ip)
     commit(session)
@@ -158,6 +163,7 @@ def change_password(
     user: CurrentUser,
     current_password: Annotated[str, Form(max_length=1024)],
     new_password: Annotated[str, Form(max_length=1024)],
+    revoke_keys: Annotated[bool, Form()] = False,
 ) -> Response:
     account = session.get(User, user.user_id)
     assert account is not None
@@ -170,8 +176,13 @@ def change_password(
         return templates.TemplateResponse(request, "pages/password.html", {"error": str(exc)}, 400)
     token, _ = service.start_login(session=session, user=account)  # other logins end; this one goes on
     log_action(session, request, user, "password_changed", "", "")
+    changed = "1"
+    if revoke_keys:  # API keys outlive a new password unless asked (scripts keep running)
+        revoked = service.revoke_all_api_keys(session=session, user_id=user.user_id)
+        log_action(session, request, user, "api_keys_revoked", "api_key", "*", count=len(revoked))
+        changed = "keys"
     commit(session)
-    response = RedirectResponse("/account?changed=1", status_code=303)
+    response = RedirectResponse(f"/account?changed={changed}", status_code=303)
     _set_login_cookie(request, response, token)
     return response
 
@@ -189,6 +200,14 @@ def create_key(
     log_action(session, request, user, "api_key_created", "api_key", key.id, name=key.name)
     commit(session)
     return _account_page(request, session, user, new_key=secret)
+
+
+@router.post("/account/keys/revoke-all")
+def revoke_all_keys(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    revoked = service.revoke_all_api_keys(session=session, user_id=user.user_id)
+    log_action(session, request, user, "api_keys_revoked", "api_key", "*", count=len(revoked))
+    commit(session)
+    return _account_page(request, session, user, notice=f"Revoked {len(revoked)} API key(s).")
 
 
 @router.post("/account/keys/{key_id}/revoke")
@@ -282,7 +301,7 @@ def audit_page(
     admin: AdminUser,
     user: str | None = None,
     action: str | None = None,
-    before: int | None = None,
+    before: Annotated[int | None, Query(ge=0, le=DB_INT_MAX)] = None,
 ) -> Response:
     events = service.list_audit(session=session, limit=100, before=before, username=user, action=action)
     context = {"events": events, "user": user or "", "action": action or ""}

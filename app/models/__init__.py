@@ -1,6 +1,6 @@
 """Database tables. Alembic (``migrations/``) owns the schema; these describe it."""
 
-from app.models.account import ApiKey, AppSecret, AuditEvent, LoginSession, Role, User
+from app.models.account import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.models.base_model import BaseModelRecord
 from app.models.dataset import DatasetFile
 from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
@@ -14,7 +14,7 @@ from app.models.webhook import (
     WebhookEvent,
     WebhookScope,
 )
-from app.models.worker import WorkerRecord
+from app.models.worker import ProcessRecord, WorkerRecord
 
 __all__ = [
     "SUBSCRIBABLE_EVENTS",
@@ -32,9 +32,11 @@ __all__ = [
     "JobEvent",
     "JobStatus",
     "LoginSession",
+    "LoginThrottle",
     "Merge",
     "Metric",
     "Preset",
+    "ProcessRecord",
     "Role",
     "User",
     "Vote",

@@ -87,3 +87,15 @@ class AppSecret(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=255)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Login attempts per username and per address in the current window. An attempt is counted
+    before its password is checked (one atomic upsert), so parallel guesses cannot slip past the
+    limit; a successful login gives its count back."""
+
+    __tablename__ = "login_throttle"
+
+    key: str = Field(primary_key=True, max_length=100, description="'user:<name>' or 'ip:<address>'")
+    window_start: datetime = Field(sa_type=UTCDateTime)
+    attempts: int = 0

@@ -22,3 +22,19 @@ class WorkerRecord(SQLModel, table=True):
     started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     heartbeat_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     stopped_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ProcessRecord(SQLModel, table=True):
+    """A process `tunedeck run` supervises (web app, worker, model server) and how it is doing."""
+
+    __tablename__ = "processes"
+
+    id: str = Field(primary_key=True, max_length=300, description="'<host>:<supervisor pid>:<name>'")
+    name: str = Field(max_length=255, description="e.g. 'worker tunedeck-12@host' or 'model server'")
+    host: str = Field(max_length=255)
+    pid: int | None = None
+    state: str = Field(max_length=16, description="running, restarting, given_up, stopped")
+    restarts: int = 0
+    last_exit: str | None = Field(default=None, max_length=100, description="e.g. 'killed by SIGKILL'")
+    last_exit_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)

@@ -183,3 +183,68 @@ def test_scripts_get_an_admin_and_a_key_without_the_browser(
         me = script.get("/api/v1/me").json()
         assert me["username"] == "ops" and me["role"] == "admin"
     assert _login(anonymous, "ops", "ops-password-1").status_code == 303  # type: ignore[attr-defined]
+
+
+def test_the_api_docs_and_schema_want_a_login_and_a_browser_session_is_enough(anonymous: TestClient) -> None:
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        page = anonymous.get(path, headers={"Accept": "text/html"}, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"].startswith("/login?next="), path
+        assert anonymous.get(path, headers={"Accept": "application/json"}).status_code == 401, path
+    make_user("alice", "viewer")
+    assert _login(anonymous, "alice", PASSWORD).status_code == 303  # type: ignore[attr-defined]
+    docs = anonymous.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    schema = anonymous.get("/openapi.json").json()
+    assert "/api/v1/fine_tuning/jobs" in schema["paths"] and "/docs" not in schema["paths"]
+    assert anonymous.get("/redoc").status_code == 200
+
+
+def test_api_keys_outlive_a_password_change_unless_revoked_and_revoke_all_ends_them(
+    anonymous: TestClient, client: TestClient
+) -> None:
+    """The choice: keys live until revoked (scripts keep running after a password change); the
+    Account page and the password form say so, and offer to revoke them all."""
+    from tests.accounts import bearer
+
+    key = make_user("alice", "member")
+    assert _login(anonymous, "alice", PASSWORD).status_code == 303  # type: ignore[attr-defined]
+    account = anonymous.get("/account").text
+    assert "A key works until you revoke it, also after you change your password" in account
+    assert 'id="revoke-all-keys"' in account
+    token = re.search(r'name="csrf-token" content="([^"]+)"', account).group(1)  # type: ignore[union-attr]
+    form = anonymous.get("/account/password").text
+    assert "API keys stay valid after a password change" in form
+    changed = anonymous.post(
+        "/account/password",
+        data={"current_password": PASSWORD, "new_password": "a-new-password-1", "csrf_token": token},
+        follow_redirects=False,
+    )
+    assert changed.status_code == 303 and changed.headers["location"] == "/account?changed=1"
+    with TestClient(anonymous.app, headers=bearer(key)) as script:
+        assert script.get("/api/v1/me").json()["username"] == "alice"  # still works
+        second = script.post("/api/v1/me/api_keys", json={"name": "ci"}).json()["key"]
+        revoked = script.delete("/api/v1/me/api_keys")
+        assert revoked.status_code == 200 and len(revoked.json()["revoked"]) == 2
+        assert script.get("/api/v1/me").status_code == 401
+    with TestClient(anonymous.app, headers=bearer(second)) as other:
+        assert other.get("/api/v1/me").status_code == 401
+    page = anonymous.get("/account").text  # the browser login is not a key: it goes on
+    assert "revoked" in page and 'id="revoke-all-keys"' not in page
+    third = make_user("bob", "member")
+    assert _login(anonymous, "bob", PASSWORD).status_code == 303  # type: ignore[attr-defined]
+    token = re.search(r'name="csrf-token" content="([^"]+)"', anonymous.get("/account").text).group(1)  # type: ignore[union-attr]
+    anonymous.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": "b-new-password-1",
+            "csrf_token": token,
+            "revoke_keys": "true",
+        },
+        follow_redirects=False,
+    )
+    assert "All your API keys were revoked" in anonymous.get("/account?changed=keys").text
+    with TestClient(anonymous.app, headers=bearer(third)) as script:
+        assert script.get("/api/v1/me").status_code == 401
+    actions = [e["action"] for e in client.get("/api/v1/audit").json()["data"]]
+    assert actions.count("api_keys_revoked") == 2
