@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
 from sqlmodel import col, select
@@ -18,6 +19,11 @@ from sqlmodel import col, select
 from app.config import get_settings
 from app.logs import CONFIG_FILE as LOG_CONFIG_FILE
 from app.logs import configure_logging
+
+if TYPE_CHECKING:
+    from app.supervisor import Child
+
+BEAT_SECONDS = 10.0  # how often tunedeck run says on the overview that it is still there
 
 log = logging.getLogger("tunedeck")
 DEMO_DATASET = Path(__file__).parent / "demo" / "demo_dataset.jsonl"
@@ -278,8 +284,11 @@ def cmd_web(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Migrate, bootstrap, then run the web app and one worker until Ctrl-C."""
+    """Migrate, bootstrap, then run the web app, one worker and the model server until Ctrl-C;
+    a child that dies is started again (app/supervisor.py), the others run on meanwhile."""
     from app.db import migrate
+    from app.supervisor import Child, Supervisor
+    from app.workers import touch_processes
 
     migrate()
     bootstrap()
@@ -289,11 +298,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if "TUNEDECK_MODEL_SERVER_URL" not in env:  # the web app's /v1 and playground go to our server
         env["TUNEDECK_MODEL_SERVER_URL"] = f"http://{args.host}:{serve_port}"
-    procs = {
-        "web": subprocess.Popen(_web_command(args.host, args.port), env=env),
-        "worker": subprocess.Popen(_worker_command(worker_name)),
-        "model server": subprocess.Popen(_serve_command(args.host, serve_port)),
-    }
+
+    def worker_died(child: Child, code: int) -> None:
+        _release_jobs(worker_name, reason=f"the worker {child.last_exit}; tunedeck run starts it again")
+
+    settings = get_settings()
+    supervisor = Supervisor(
+        [
+            Child("web app", _web_command(args.host, args.port), env=env),
+            Child(f"worker {worker_name}", _worker_command(worker_name), on_exit=worker_died),
+            Child("model server", _serve_command(args.host, serve_port)),
+        ],
+        restart_limit=settings.restart_limit,
+        restart_window=settings.restart_window_seconds,
+        report=_record_child,
+    )
     stopping = False
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -302,19 +321,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    supervisor.start()
     url = f"http://{args.host}:{args.port}"
-    announced = False
-    while not stopping and all(p.poll() is None for p in procs.values()):
+    announced, beat = False, time.monotonic()
+    while not stopping and not supervisor.all_given_up:
+        supervisor.poll()
         if not announced and _healthy(url):
             log.info("tunedeck is running at %s (Ctrl-C stops it)", url)
             announced = True
+        if time.monotonic() - beat > BEAT_SECONDS:
+            beat = time.monotonic()
+            try:
+                touch_processes([_process_id(name) for name in supervisor.children])
+            except Exception:
+                log.exception("could not record that tunedeck run is alive")
         time.sleep(0.3)
-    exited = [name for name, p in procs.items() if p.poll() is not None]
-    if exited and not stopping:
-        log.error("%s exited unexpectedly; stopping tunedeck", ", ".join(exited))
-    _terminate(list(procs.values()))
-    _release_jobs(worker_name)
+    # Hand the running job back first: its attempt sees that at its next step and stops, so the
+    # worker's shutdown does not wait for the whole job; the next start resumes it.
+    _release_jobs(worker_name, reason="the worker was stopped (tunedeck run shut down)")
+    supervisor.stop()
+    _release_jobs(worker_name, reason="the worker was stopped (tunedeck run shut down)")
     return 0 if stopping else 1
+
+
+def _process_id(name: str) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{name}"
+
+
+def _record_child(child: "Child") -> None:
+    """What the overview's workers panel shows of a supervised child."""
+    from app.workers import record_process
+
+    record_process(
+        _process_id(child.name),
+        name=child.name,
+        pid=child.pid,
+        state=child.state.value,
+        restarts=child.restarts,
+        last_exit=child.last_exit,
+        exited=child.state.value in ("restarting", "given_up"),
+    )
 
 
 def _healthy(url: str) -> bool:
@@ -324,29 +370,20 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _terminate(procs: list[subprocess.Popen[bytes]], grace: float = 10.0) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _release_jobs(worker_name: str) -> None:
-    """Jobs our worker was running go back to the queue; the next start resumes them from a checkpoint."""
+def _release_jobs(worker_name: str, *, reason: str) -> None:
+    """Jobs our worker was running go back to the queue (it is gone: nothing will renew their
+    leases); the next attempt resumes each from its newest checkpoint. The worker's row goes
+    offline at once instead of when its heartbeat grows old."""
     from app.db import session_scope
     from app.jobs.leases import ACTIVE, retry_or_fail
     from app.models import Job
+    from app.workers import sign_off
 
     with session_scope() as session:
         query = select(Job).where(col(Job.worker) == worker_name, col(Job.status).in_(ACTIVE))
         for job in session.exec(query).all():
-            retry_or_fail(session, job, reason="the worker was stopped (tunedeck run shut down)")
+            retry_or_fail(session, job, reason=reason)
+    sign_off(worker_name)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Jobs one user may have running at once (0: no limit); admins can set it per user",
     )
+    # --- `tunedeck run` (app/supervisor.py): children that die are started again, with backoff ---
+    restart_limit: int = Field(
+        5, ge=1, description="Exits of one child within the window after which it is not started again"
+    )
+    restart_window_seconds: float = Field(300.0, gt=0, description="The window restart_limit counts in")
     default_base_model: str = "smollm2-135m-instruct"
 
     @property

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from app.db import session_scope
-from app.models import Job, JobStatus, WorkerRecord
+from app.models import Job, JobStatus, ProcessRecord, WorkerRecord
 from app.timeutil import utcnow
 
 BEAT_SECONDS = 10.0
@@ -59,3 +59,42 @@ def online_workers(*, session: Session) -> list[WorkerView]:
         if job.worker
     }
     return [WorkerView(worker, running.get(worker.name)) for worker in workers]
+
+
+def record_process(
+    process_id: str,
+    *,
+    name: str,
+    pid: int | None,
+    state: str,
+    restarts: int,
+    last_exit: str | None,
+    exited: bool = False,
+) -> None:
+    """Insert or refresh a supervised process's row (``exited``: it died just now)."""
+    now = utcnow()
+    with session_scope() as session:
+        row = session.get(ProcessRecord, process_id) or ProcessRecord(
+            id=process_id, name=name, host=socket.gethostname(), state=state
+        )
+        row.pid, row.state, row.restarts, row.last_exit, row.updated_at = pid, state, restarts, last_exit, now
+        if exited:
+            row.last_exit_at = now
+        session.add(row)
+
+
+def touch_processes(process_ids: list[str]) -> None:
+    """The supervisor is alive: its rows stay on the overview."""
+    with session_scope() as session:
+        for row in session.exec(select(ProcessRecord).where(col(ProcessRecord.id).in_(process_ids))).all():
+            row.updated_at = utcnow()
+            session.add(row)
+
+
+def supervised_processes(*, session: Session) -> list[ProcessRecord]:
+    """Processes a running `tunedeck run` looks after (its rows are refreshed every beat)."""
+    since = utcnow() - ONLINE_WITHIN
+    query = select(ProcessRecord).where(
+        col(ProcessRecord.updated_at) >= since, col(ProcessRecord.state) != "stopped"
+    )
+    return list(session.exec(query.order_by(col(ProcessRecord.host), col(ProcessRecord.name))).all())

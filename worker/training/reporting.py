@@ -20,6 +20,7 @@ from app.models import Checkpoint, Job, JobStatus, Metric, WebhookEvent
 from app.timeutil import utcnow
 from app.webhooks.service import emit, emit_finished
 
+ATTEMPT_STATUSES = (JobStatus.validating_files, JobStatus.running)  # an attempt under way
 FLUSH_INTERVAL_S = 0.2  # metric points, progress and events reach the database in batches this often
 QUICK_BUSY_TIMEOUT_MS = 500  # the background writer does not wait long on a locked SQLite: it retries
 MAX_RETRY_DELAY_S = 1.0  # between tries of a batch the database refused
@@ -242,9 +243,13 @@ class JobReporter:
                 emit_finished(session, self._job(session))
 
     def cancel_requested(self) -> bool:
+        """Whether to stop now: cancel was asked for, or the job moved on without this attempt
+        (handed back by `tunedeck run` shutting down, or re-queued): then it is fenced off too."""
         with read_session() as session:
             job = session.get(Job, self.job_id)
-            return job is None or job.cancel_requested
+            if job is not None and (job.attempt != self.fence or job.status not in ATTEMPT_STATUSES):
+                self.lost.set()
+            return job is None or job.cancel_requested or self.fenced
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with read_session() as session:

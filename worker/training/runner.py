@@ -284,6 +284,8 @@ class _Stopped(Exception):
 
 
 def _cancelled(reporter: JobReporter, when: str) -> str:
+    if reporter.fenced:  # it stopped because the job moved on without it: not a cancel
+        raise FencedOff(reporter.job_id)
     reporter.event(f"Job cancelled {when}")
     reporter.set_status(JobStatus.cancelled, finished_at=utcnow())
     return JobStatus.cancelled.value
