@@ -18,6 +18,7 @@ KNOWN = {
     "eval_batch_delay",
     "save_delay",
     "merge_delay",
+    "parse_delay",
 }
 
 

@@ -65,10 +65,10 @@ def _run_merge(merge_id: str) -> str:
             return "skipped"
     with read_session() as session:
         merge = session.get(Merge, merge_id)
-        assert merge is not None
-        job = session.get(Job, merge.job_id)
-        assert job is not None and job.adapter_key
-        base = session.get(BaseModelRecord, job.model)
+        job = session.get(Job, merge.job_id) if merge is not None else None
+        base = session.get(BaseModelRecord, job.model) if job is not None else None
+    if merge is None or job is None or not job.adapter_key:  # deleted meanwhile: nothing to merge
+        return "skipped"
     try:
         if base is None:
             raise RuntimeError(f"base model {job.model!r} is no longer registered")
@@ -77,7 +77,8 @@ def _run_merge(merge_id: str) -> str:
     except MergeCancelled:
         _update(merge_id, status="cancelled", message="cancelled", finished_at=utcnow())
         with session_scope() as session:
-            add_event(session=session, job_id=merge.job_id, message="Merge cancelled; nothing was kept")
+            if session.get(Job, merge.job_id) is not None:  # not if the job is gone altogether
+                add_event(session=session, job_id=merge.job_id, message="Merge cancelled; nothing was kept")
         return "cancelled"
     except Exception as exc:
         log.exception("merge %s failed", merge_id)

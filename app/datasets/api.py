@@ -1,8 +1,10 @@
 """REST: /api/v1/files — upload, list, inspect and clean datasets."""
 
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
@@ -46,19 +48,22 @@ async def upload_file(
     file: UploadFile,
     purpose: Annotated[str, Form()] = "fine-tune",
     validation_split: Annotated[float, Form(ge=0.0, lt=1.0)] = 0.1,
-    split_seed: Annotated[int, Form()] = 42,
+    split_seed: Annotated[int, Form(ge=0, le=service.SEED_MAX)] = 42,
     private: Annotated[bool, Form(description="only you and admins see it")] = False,
 ) -> FilePublic:
     if purpose != "fine-tune":
         raise HTTPException(400, "purpose must be 'fine-tune'")
     data = await read_upload(file)
-    dataset = service.create_dataset(
-        session=session,
-        store=store,
-        filename=file.filename or "dataset",
-        data=data,
-        validation_split=validation_split,
-        split_seed=split_seed,
+    dataset = await run_in_threadpool(  # parsing a large file takes seconds: not on the event loop
+        partial(
+            service.create_dataset,
+            session=session,
+            store=store,
+            filename=file.filename or "dataset",
+            data=data,
+            validation_split=validation_split,
+            split_seed=split_seed,
+        )
     )
     set_owner(dataset, user, private=private)
     log_action(session, request, user, "file_uploaded", "file", dataset.id, filename=dataset.filename)
@@ -149,7 +154,7 @@ def clean_file(
     file_id: str,
     body: CleanRequest,
 ) -> FilePublic:
-    dataset_for(session, file_id, user)
+    dataset_for(session, file_id, user, manage="clean")
     version = service.clean_dataset(
         session=session,
         store=store,

@@ -8,6 +8,9 @@ as JSON (an array), JSONL or CSV (chat rows: JSON only).
 import csv
 import io
 import json
+import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,6 +83,21 @@ def _kind(text: str, filename: str) -> str:
 Record = tuple[int, Any]  # (line, parsed value or a Problem)
 
 
+def _json_problem(line: int, exc: ValueError | RecursionError) -> Problem:
+    """What is wrong with a JSON value json.loads refused, at ``line``."""
+    if isinstance(exc, json.JSONDecodeError):
+        return Problem(line, f"not valid JSON ({exc.msg} at column {exc.colno})")
+    if isinstance(exc, RecursionError):
+        return Problem(
+            line, "JSON nested too deeply; rows are objects of strings and lists a few levels deep"
+        )
+    if "integer string conversion" in str(exc):  # more digits than Python converts to an int
+        return Problem(
+            line, f"a number has more than {sys.get_int_max_str_digits()} digits; write it as a string"
+        )
+    return Problem(line, f"not usable JSON ({exc})")
+
+
 def _jsonl_records(text: str) -> list[Record]:
     records: list[Record] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -87,45 +105,60 @@ def _jsonl_records(text: str) -> list[Record]:
             continue
         try:
             records.append((number, json.loads(line)))
-        except json.JSONDecodeError as exc:
-            records.append((number, Problem(number, f"not valid JSON ({exc.msg} at column {exc.colno})")))
+        except (ValueError, RecursionError) as exc:
+            records.append((number, _json_problem(number, exc)))
     return records
 
 
 def _json_records(text: str) -> list[Record]:
     """Elements of a top-level JSON array, each with the line it starts on."""
     decoder = json.JSONDecoder()
-    start = text.index("[")
-    pos = start + 1
+    line_at = _line_counter(text)
+    pos = text.index("[") + 1
     records: list[Record] = []
     while True:
         pos = _skip_space(text, pos)
         if pos < len(text) and text[pos] == "]":
             if _skip_space(text, pos + 1) != len(text):
-                raise DatasetInvalid([Problem(_line(text, pos + 1), "unexpected data after the JSON array")])
+                raise DatasetInvalid([Problem(line_at(pos + 1), "unexpected data after the JSON array")])
             return records
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise DatasetInvalid(
-                [Problem(exc.lineno, f"not valid JSON ({exc.msg} at column {exc.colno})")]
-            ) from None
-        records.append((_line(text, pos), value))
+            raise DatasetInvalid([_json_problem(exc.lineno, exc)]) from None
+        except (ValueError, RecursionError) as exc:
+            raise DatasetInvalid([_json_problem(line_at(pos), exc)]) from None
+        records.append((line_at(pos), value))
         pos = _skip_space(text, end)
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
-            raise DatasetInvalid([Problem(_line(text, pos), "not valid JSON (expected ',' or ']')")])
+            raise DatasetInvalid([Problem(line_at(pos), "not valid JSON (expected ',' or ']')")])
+
+
+_SPACE = re.compile(r"[ \t\r\n]*")
 
 
 def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+    match = _SPACE.match(text, pos)
+    return match.end() if match else pos
 
 
-def _line(text: str, pos: int) -> int:
-    return text.count("\n", 0, pos) + 1
+def _line_counter(text: str) -> Callable[[int], int]:
+    """``line_at(pos)``: the 1-based line of ``pos``, for positions that only move forward. Each
+    call counts the newlines since the previous one, so a whole file costs one pass (counting
+    from the top for every row made a 40k-row array take half a minute)."""
+    last_pos, last_line = 0, 1
+
+    def line_at(pos: int) -> int:
+        nonlocal last_pos, last_line
+        if pos < last_pos:  # not expected; stay correct anyway
+            last_pos, last_line = 0, 1
+        last_line += text.count("\n", last_pos, pos)
+        last_pos = pos
+        return last_line
+
+    return line_at
 
 
 def _csv_records(text: str) -> list[Record]:
@@ -180,6 +213,9 @@ def _validate(records: list[Record]) -> ParsedDataset:
             )
             continue
         row, row_problems = CHECKS[row_format](line, value)
+        if not row_problems and (where := _surrogate_field(row)):
+            message = "holds a lone surrogate escape (\\ud800-\\udfff), which is not text; remove it"
+            row_problems = [Problem(line, message, where)]
         problems.extend(row_problems)
         if not row_problems:
             result.rows.append(row)
@@ -189,6 +225,21 @@ def _validate(records: list[Record]) -> ParsedDataset:
     if not result.rows:
         raise DatasetInvalid([Problem(0, "the file is empty: no rows found")])
     return result
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _surrogate_field(value: Any, where: str = "") -> str | None:
+    """The field of a row whose text has an unpaired surrogate (JSON can spell one, UTF-8 can't)."""
+    if isinstance(value, str):
+        return (where or "row") if _SURROGATE.search(value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        path = f"{where}[{key}]" if isinstance(key, int) else f"{where}.{key}" if where else str(key)
+        if found := _surrogate_field(item, path):
+            return found
+    return None
 
 
 def _row_format(value: dict[str, Any]) -> str | None:

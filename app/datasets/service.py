@@ -24,12 +24,14 @@ from app.datasets.cleaning import (
 )
 from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_dataset, to_messages
 from app.db import on_rollback
+from app.faults import pause
 from app.ids import new_id
 from app.models import BaseModelRecord, DatasetFile
 from app.storage import ArtifactStore
 from app.tokenizer import chat_tokenizer
 
 SPLITS = ("train", "validation")
+SEED_MAX = 2**31 - 1  # what every database's integer column holds
 
 
 class NotFound(LookupError):
@@ -45,11 +47,17 @@ def create_dataset(
     validation_split: float = 0.1,
     split_seed: int = 42,
 ) -> DatasetFile:
-    """Validate ``data`` and store it; raise DatasetInvalid (nothing stored) if anything is wrong."""
+    """Validate ``data`` and store it; raise DatasetInvalid (nothing stored) if anything is wrong.
+    CPU-bound for large files: routes call it off the event loop."""
     if not 0.0 <= validation_split < 1.0:
         raise DatasetInvalid(
             [Problem(0, "validation_split must be at least 0 and below 1", "validation_split")]
         )
+    if not 0 <= split_seed <= SEED_MAX:
+        raise DatasetInvalid(
+            [Problem(0, f"split_seed must be a whole number from 0 to {SEED_MAX}", "split_seed")]
+        )
+    pause("parse_delay")
     payload, name = (data, filename)
     if archives.is_archive(filename):  # one data file inside, read in memory
         payload, name = archives.unpack(data, filename, limit=get_settings().max_upload_bytes)
@@ -157,11 +165,14 @@ def list_datasets(
     return list(session.exec(query).all()), int(total)
 
 
-def dataset_filenames(*, session: Session, ids: set[str]) -> dict[str, str]:
-    """File id → uploaded name, for lists that show datasets by name."""
+def dataset_filenames(*, session: Session, ids: set[str], viewer_id: int | None) -> dict[str, str]:
+    """File id → uploaded name, for lists that show datasets by name; only files ``viewer_id``
+    may see (None: an admin), the others keep their id alone."""
     if not ids:
         return {}
     query = select(DatasetFile.id, DatasetFile.filename).where(col(DatasetFile.id).in_(ids))
+    if viewer_id is not None:
+        query = query.where(or_(col(DatasetFile.private).is_(False), col(DatasetFile.owner_id) == viewer_id))
     return dict(session.exec(query).all())
 
 

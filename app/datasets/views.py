@@ -1,13 +1,15 @@
 """HTML pages for datasets: list + upload; one dataset's split, stats, cleaning report, versions, preview."""
 
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.auth.access import dataset_for, log_action, set_owner
+from app.auth.access import can_manage, dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser, Principal
 from app.basemodels.service import list_models
 from app.config import get_settings
@@ -52,14 +54,19 @@ async def upload_dataset(
         problem = DatasetInvalid([Problem(0, "choose a file to upload")])
         return _list_page(request, session, user, problem, status=422)
     try:
-        split = float(str(form.get("validation_split") or 0.1))
-        dataset = service.create_dataset(
-            session=session,
-            store=store,
-            filename=upload.filename,
-            data=await read_upload(upload),
-            validation_split=split,
-            split_seed=int(str(form.get("split_seed") or 42)),
+        split = _form_number(form.get("validation_split"), float, 0.1, "validation_split")
+        seed = _form_number(form.get("split_seed"), int, 42, "split_seed")
+        data = await read_upload(upload)
+        dataset = await run_in_threadpool(  # parsing a large file takes seconds: not on the event loop
+            partial(
+                service.create_dataset,
+                session=session,
+                store=store,
+                filename=upload.filename,
+                data=data,
+                validation_split=split,
+                split_seed=seed,
+            )
         )
     except ValueError as exc:
         problem = exc if isinstance(exc, DatasetInvalid) else DatasetInvalid([Problem(0, str(exc))])
@@ -68,6 +75,16 @@ async def upload_dataset(
     log_action(session, request, user, "file_uploaded", "file", dataset.id, filename=dataset.filename)
     commit(session)
     return RedirectResponse(f"/datasets/{dataset.id}", status_code=303)
+
+
+def _form_number(value: object, kind: type[float] | type[int], default: float, name: str) -> Any:
+    """A number from the upload form, or DatasetInvalid naming the field."""
+    text = str(value or "").strip()
+    try:
+        return kind(text) if text else default
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise DatasetInvalid([Problem(0, f"must be {what}, got {text[:40]!r}", name)]) from None
 
 
 def _dataset_page(
@@ -109,6 +126,7 @@ def _dataset_page(
         "stats": stats,
         "report": report,
         "problem": problem,
+        "may_manage": can_manage(dataset, user),
         "rows": rows,
         "page": 1,
         "pages": pages,
@@ -148,7 +166,7 @@ def clean_dataset(
     dataset_id: str,
     form: Annotated[CleanRequest, Form()],
 ) -> Response:
-    parent = dataset_for(session, dataset_id, user)
+    parent = dataset_for(session, dataset_id, user, manage="clean")
     try:
         version = service.clean_dataset(
             session=session,
@@ -175,7 +193,7 @@ def dataset_rows(
     user: CurrentUser,
     dataset_id: str,
     split: str = "train",
-    page: int = 1,
+    page: Annotated[int, Query(ge=1, le=1 << 30)] = 1,
 ) -> Response:
     dataset = dataset_for(session, dataset_id, user)
     split = split if split in service.SPLITS else "train"

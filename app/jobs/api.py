@@ -5,11 +5,11 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import check_job_files, check_priority, job_for, log_action
-from app.auth.deps import CurrentUser
+from app.auth.deps import CurrentUser, Principal
 from app.config import get_settings
 from app.db import read_session
 from app.jobs import merging, service
@@ -30,16 +30,17 @@ from app.jobs.schemas import (
 )
 from app.jobs.series import job_series
 from app.jobs.stream import job_events
-from app.models import JobStatus, Metric
+from app.models import Job, JobStatus, Metric
 from app.storage import ArtifactStore
 
 router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 
 
-@router.post("", response_model=JobPublic, summary="Create a LoRA fine-tuning job")
-def create_job(
-    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, body: JobCreate
-) -> JobPublic:
+def launch_job(
+    *, session: Session, store: ArtifactStore, request: Request, user: Principal, body: JobCreate
+) -> Job:
+    """What creating a job means for the API and the form alike: ``user`` may use the files and
+    the priority, the advisor lets it through, and the audit log says who launched it."""
     check_job_files(session, user, body.training_file, body.validation_file)
     check_priority(body.priority, user)
     job = service.create_job(
@@ -56,6 +57,14 @@ def create_job(
         priority=body.priority,
     )
     log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
+    return job
+
+
+@router.post("", response_model=JobPublic, summary="Create a LoRA fine-tuning job")
+def create_job(
+    session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, body: JobCreate
+) -> JobPublic:
+    job = launch_job(session=session, store=store, request=request, user=user, body=body)
     commit(session)
     return JobPublic.of(job)
 

@@ -6,9 +6,8 @@ from app.db import after_commit
 from app.ids import new_id
 from app.jobs.service import JobConflict, add_event, get_job
 from app.models import Job, JobStatus, Merge
+from app.models.job import MERGE_UNDER_WAY as ACTIVE
 from app.queue import send_merge_task
-
-ACTIVE = ("queued", "running", "cancelling")
 
 
 def request_merge(*, session: Session, job_id: str) -> Merge:

@@ -16,6 +16,7 @@ from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.jobs.scheduling import WAITING, gpu_check, memory_check
 from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
+from app.models.job import MERGE_UNDER_WAY
 from app.queue import dispatch_training_task
 from app.spec import TrainingSpec
 from app.storage import ArtifactStore
@@ -70,6 +71,7 @@ def create_job(
     errors = [check for check in checks if check.level == "error"]
     if errors:
         raise AdviceBlocked(errors)
+    on_private_data = private_files(session=session, ids=[training_file, validation_file])
     job = Job(
         id=new_id("ftjob"),
         model=model,
@@ -84,17 +86,33 @@ def create_job(
         dispatched_at=utcnow(),
         owner_id=owner[0] if owner else None,
         owner=owner[1] if owner else None,
-        private=private,
+        private=private or bool(on_private_data),
         priority=priority,
         memory_estimate_bytes=estimates.memory_bytes.get("total"),
     )
     session.add(job)
     session.flush()
     add_event(session=session, job_id=job.id, message=f"Created fine-tuning job {job.id} on {model}")
+    if on_private_data and not private:
+        add_event(
+            session=session,
+            job_id=job.id,
+            message=f"The job is private: it trains on the private file(s) {', '.join(on_private_data)}",
+        )
     for check in checks:
         add_event(session=session, job_id=job.id, message=f"Advisor: {check.message}", level=check.level)
     after_commit(session, lambda: dispatch_training_task(job.id, memory_bytes=job.memory_estimate_bytes))
     return job
+
+
+def private_files(*, session: Session, ids: list[str | None]) -> list[str]:
+    """Which of ``ids`` are private files. A job on one is private too: whoever may see the job
+    sees its data (its validation rows feed batch compares and evaluations, its page names the file)."""
+    wanted = [i for i in ids if i]
+    if not wanted:
+        return []
+    query = select(DatasetFile.id).where(col(DatasetFile.id).in_(wanted), col(DatasetFile.private).is_(True))
+    return sorted(session.exec(query).all())
 
 
 def _lookup(
@@ -294,6 +312,12 @@ def delete_job(*, session: Session, store: ArtifactStore, job_id: str) -> None:
     job = get_job(session=session, job_id=job_id)
     if not job.status.is_terminal:
         raise JobConflict(f"job {job_id} is {job.status.value}; cancel it before deleting it")
+    merging = select(Merge.id).where(Merge.job_id == job_id, col(Merge.status).in_(MERGE_UNDER_WAY))
+    if session.exec(merging).first() is not None:
+        raise JobConflict(
+            f"job {job_id} is being merged; cancel the merge (POST …/jobs/{job_id}/merge/cancel, or Cancel"
+            " merge on the job page) and delete the job once it has stopped"
+        )
     for table in (Metric, JobEvent, Checkpoint, Merge):
         session.exec(delete(table).where(col(table.job_id) == job_id))
     session.delete(job)

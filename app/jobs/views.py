@@ -6,8 +6,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import SessionDep, StoreDep, commit
+from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import (
     can_manage,
     can_see,
@@ -22,14 +23,15 @@ from app.auth.service import list_users
 from app.basemodels.service import list_models
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import merging, service
+from app.jobs.api import launch_job
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.scheduling import job_usage, waiting_reasons
-from app.jobs.schemas import JobPublic
+from app.jobs.schemas import JobCreate, JobPublic
 from app.models import JobStatus
 from app.presets.schemas import PresetCreate, PresetPublic
 from app.presets.service import PresetConflict, create_preset, get_preset, list_presets, preset_values
 from app.web import templates
-from app.workers import online_workers
+from app.workers import online_workers, supervised_processes
 
 # Fields of "what to train" that survive switching presets or saving one.
 KEPT_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed")
@@ -59,9 +61,14 @@ def overview_page(request: Request, session: SessionDep, user: CurrentUser) -> R
         "waiting": waiting,
         "positions": positions,
         "recent": recent,
-        "workers": online_workers(session=session),
+        "processes": supervised_processes(session=session),
+        "workers": [  # a worker's job is named only to those who may see it
+            (w, w.job is None or can_see(w.job, user)) for w in online_workers(session=session)
+        ],
         "progress": service.progress,
-        "filenames": dataset_filenames(session=session, ids={j.training_file for j in shown}),
+        "filenames": dataset_filenames(
+            session=session, ids={j.training_file for j in shown}, viewer_id=user.viewer_id
+        ),
     }
     template = "partials/overview.html" if request.headers.get("HX-Request") else "pages/overview.html"
     return templates.TemplateResponse(request, template, context)
@@ -77,7 +84,7 @@ def jobs_page(
     dataset: str | None = None,
     owner: str | None = None,
     q: str | None = None,
-    page: int = 1,
+    page: Annotated[int, Query(ge=1, le=DB_INT_MAX // PER_PAGE)] = 1,
 ) -> Response:
     filters = service.JobFilter(
         status=JobStatus(status) if status and status in JobStatus.__members__ else None,
@@ -115,7 +122,9 @@ def jobs_page(
         "models": list_models(session=session),
         "datasets": datasets,
         "progress": service.progress,
-        "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs}),
+        "filenames": dataset_filenames(
+            session=session, ids={j.training_file for j in jobs}, viewer_id=user.viewer_id
+        ),
         "active": any(not j.status.is_terminal for j in jobs),
         "usage": job_usage,
     }
@@ -193,7 +202,18 @@ async def _read_form(request: Request) -> tuple[dict[str, list[str]], dict[str, 
 @router.post("/jobs/new/advice", response_class=HTMLResponse)
 async def form_advice(request: Request, session: SessionDep, store: StoreDep, user: CurrentUser) -> Response:
     """The live advisor beside the form: checks and estimates for what is filled in now."""
-    fields, first = await _read_form(request)
+    fields, first = await _read_form(request)  # the model's headers and the rows are read off the loop
+    return await run_in_threadpool(_advice, request, session, store, user, fields, first)
+
+
+def _advice(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    user: Principal,
+    fields: dict[str, list[str]],
+    first: dict[str, str],
+) -> Response:
     context: dict[str, Any] = {"checks": [], "estimates": None, "problem": None}
     try:
         check_job_files(session, user, first.get("training_file"), first.get("validation_file"))
@@ -214,37 +234,47 @@ async def form_advice(request: Request, session: SessionDep, store: StoreDep, us
     return templates.TemplateResponse(request, "partials/jobs/advice.html", context)
 
 
+def job_body(fields: dict[str, list[str]], first: dict[str, str]) -> JobCreate:
+    """The form as the API's request body, so the two are validated alike (ValidationError)."""
+    body = {
+        "model": first.get("model", ""),
+        "training_file": first.get("training_file", ""),
+        "validation_file": first.get("validation_file") or None,
+        "suffix": first.get("suffix") or None,
+        "seed": first.get("seed") or None,
+        "hyperparameters": parse_spec_form(fields),
+        "private": "private" in first,
+        "priority": first.get("priority") or 5,
+    }
+    return JobCreate.model_validate(body)
+
+
 @router.post("/jobs", response_class=HTMLResponse)
 async def submit_job(request: Request, session: SessionDep, store: StoreDep, user: CurrentUser) -> Response:
-    fields, first = await _read_form(request)
+    fields, first = await _read_form(request)  # the advisor's checks run off the event loop
+    return await run_in_threadpool(_submit, request, session, store, user, fields, first)
+
+
+def _submit(
+    request: Request,
+    session: SessionDep,
+    store: StoreDep,
+    user: Principal,
+    fields: dict[str, list[str]],
+    first: dict[str, str],
+) -> Response:
     values: dict[str, Any] = {**first, "hyperparameters": first, "private": "private" in first}
     try:
-        spec = parse_spec_form(fields)
+        body = job_body(fields, first)
     except ValidationError as exc:
         return _form_page(request, session, user, values, spec_errors(exc), status=422)
-    priority = int(first["priority"]) if first.get("priority", "").isdigit() else 5
     try:
-        check_job_files(session, user, first.get("training_file"), first.get("validation_file"))
-        check_priority(priority, user)
-        job = service.create_job(
-            session=session,
-            store=store,
-            model=first.get("model", ""),
-            training_file=first.get("training_file", ""),
-            validation_file=first.get("validation_file") or None,
-            suffix=first.get("suffix") or None,
-            seed=int(first["seed"]) if first.get("seed", "").isdigit() else None,
-            spec=spec,
-            owner=(user.user_id, user.username),
-            private="private" in first,
-            priority=min(priority, 9),
-        )
+        job = launch_job(session=session, store=store, request=request, user=user, body=body)
     except service.InvalidJobRequest as exc:
         return _form_page(request, session, user, values, {exc.param: str(exc)}, status=400)
     except service.AdviceBlocked as exc:
         errors = {check.field or "form": check.message for check in exc.checks}
         return _form_page(request, session, user, values, errors, status=422)
-    log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
     commit(session)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -253,6 +283,16 @@ async def submit_job(request: Request, session: SessionDep, store: StoreDep, use
 async def save_preset_form(request: Request, session: SessionDep, user: CurrentUser) -> Response:
     """Save the form's hyperparameters as a preset, then show the form with it chosen."""
     fields, first = await _read_form(request)
+    return await run_in_threadpool(_save_preset, request, session, user, fields, first)
+
+
+def _save_preset(
+    request: Request,
+    session: SessionDep,
+    user: Principal,
+    fields: dict[str, list[str]],
+    first: dict[str, str],
+) -> Response:
     values: dict[str, Any] = {**first, "hyperparameters": first}
     try:
         body = PresetCreate(
@@ -286,7 +326,9 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "alerts": service.list_alerts(session=session, job_id=job_id),
         "merge": merging.latest_merge(session=session, job_id=job_id),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
-        "filenames": dataset_filenames(session=session, ids={job.training_file, job.validation_file or ""}),
+        "filenames": dataset_filenames(
+            session=session, ids={job.training_file, job.validation_file or ""}, viewer_id=user.viewer_id
+        ),
         "may_manage": can_manage(job, user),
         "waiting_reason": waiting_reasons(session=session, jobs=[job]).get(job.id),
         "usage": job_usage(job),
@@ -352,7 +394,9 @@ def compare_page(
         "recent": recent,
         "chosen": set(wanted),
         "problem": problem,
-        "filenames": dataset_filenames(session=session, ids={j.training_file for j in jobs + recent}),
+        "filenames": dataset_filenames(
+            session=session, ids={j.training_file for j in jobs + recent}, viewer_id=user.viewer_id
+        ),
     }
     return templates.TemplateResponse(
         request, "pages/compare.html", context, status_code=400 if problem else 200

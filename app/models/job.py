@@ -146,6 +146,9 @@ class Checkpoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+MERGE_UNDER_WAY = ("queued", "running", "cancelling")  # a merge in these has its task still to finish
+
+
 class Merge(SQLModel, table=True):
     """Merging a job's adapter into its full-precision base, as a worker task with progress."""
 

@@ -31,8 +31,8 @@ def create_vote(session: SessionDep, store: StoreDep, user: CurrentUser, body: V
 
 
 @router.get("/votes/summary", response_model=VoteSummary, summary="Wins, losses, ties and win rate per model")
-def vote_summary(session: SessionDep) -> VoteSummary:
-    return service.vote_summary(session=session)
+def vote_summary(session: SessionDep, user: CurrentUser) -> VoteSummary:
+    return service.vote_summary(session=session, viewer_id=user.viewer_id)
 
 
 @router.post(

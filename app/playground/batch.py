@@ -15,7 +15,7 @@ from app.datasets.service import NotFound, read_split
 from app.db import after_commit, session_scope
 from app.ids import new_id
 from app.jobs.service import get_job
-from app.models import BatchOutput, BatchRun, BatchStatus
+from app.models import BatchOutput, BatchRun, BatchStatus, DatasetFile, Job
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
 from app.playground.service import PlaygroundInvalid, check_served
 from app.storage import ArtifactStore
@@ -27,6 +27,18 @@ TIMEOUT = httpx.Timeout(10.0, read=600.0)
 
 class BatchCallFailed(RuntimeError):
     """The model server did not answer one cell; the message says why."""
+
+
+def may_read_job_data(*, session: Session, job: Job, viewer_id: int | None) -> bool:
+    """Whether ``viewer_id`` (None: an admin) may read the job's rows: the job, and each of its
+    files, is theirs or not private (a job on a private file is private, but check the files too)."""
+    if viewer_id is None:
+        return True
+    owned: list[Job | DatasetFile] = [job]
+    for file_id in (job.training_file, job.validation_file):
+        if file_id and (dataset := session.get(DatasetFile, file_id)) is not None:
+            owned.append(dataset)
+    return all(not o.private or o.owner_id == viewer_id for o in owned)
 
 
 def job_prompts(*, session: Session, store: ArtifactStore, job_id: str) -> list[str]:
@@ -69,7 +81,7 @@ def create_batch(
     check_served(session=session, store=store, names=body.models, param="models", viewer_id=viewer_id)
     if body.source is not None:
         source = get_job(session=session, job_id=body.source.job_id)
-        if viewer_id is not None and source.private and source.owner_id != viewer_id:
+        if not may_read_job_data(session=session, job=source, viewer_id=viewer_id):
             raise NotFound(f"no fine-tuning job with id {source.id!r}")
         prompts = job_prompts(session=session, store=store, job_id=body.source.job_id)
     else:

@@ -95,8 +95,25 @@ def base_of(model: str) -> str:
     return model.split(":", 1)[0]
 
 
-def vote_summary(*, session: Session) -> VoteSummary:
-    """Per model: wins, losses, ties, games, win rate and the record against its base model."""
+def hidden_models(*, session: Session, names: set[str], viewer_id: int | None) -> set[str]:
+    """Which of the served ``names`` are adapters, checkpoints or merges of jobs ``viewer_id`` may
+    not see (other users' private jobs); None is an admin, who sees every one."""
+    if viewer_id is None:
+        return set()
+    job_ids = {name.split(":")[1] for name in names if name.count(":") >= 1}
+    if not job_ids:
+        return set()
+    query = select(Job.id).where(
+        col(Job.id).in_(job_ids), col(Job.private).is_(True), col(Job.owner_id).is_distinct_from(viewer_id)
+    )
+    private = set(session.exec(query).all())
+    return {name for name in names if name.count(":") >= 1 and name.split(":")[1] in private}
+
+
+def vote_summary(*, session: Session, viewer_id: int | None) -> VoteSummary:
+    """Per model: wins, losses, ties, games, win rate and the record against its base model.
+    Models of jobs ``viewer_id`` may not see are left out (their games still count for the other
+    side: a model's record does not depend on who reads it)."""
     query = select(Vote.model_a, Vote.model_b, Vote.winner, func.count()).group_by(
         col(Vote.model_a), col(Vote.model_b), col(Vote.winner)
     )
@@ -110,8 +127,11 @@ def vote_summary(*, session: Session) -> VoteSummary:
         pairs[model_a, model_b].add(outcome_a, count)
         pairs[model_b, model_a].add(outcome_b, count)
         votes += count
+    hidden = hidden_models(session=session, names=set(overall), viewer_id=viewer_id)
     scores = []
     for model, tally in overall.items():
+        if model in hidden:
+            continue
         base = base_of(model)
         versus = pairs.get((model, base))
         vs_base = HeadToHead(opponent=base, **versus.record().model_dump()) if versus else None

@@ -25,15 +25,15 @@ def playground_page(
         "models": models,
         "groups": service.model_groups(models),
         "defaults": service.default_models(models),
-        "summary": service.vote_summary(session=session),
+        "summary": service.vote_summary(session=session, viewer_id=user.viewer_id),
         "jobs": [j for j in service.recent_jobs(session=session) if can_see(j, user)],
     }
     return templates.TemplateResponse(request, "pages/playground.html", context)
 
 
 @router.get("/playground/leaderboard", response_class=HTMLResponse)
-def leaderboard(request: Request, session: SessionDep) -> Response:
-    context = {"summary": service.vote_summary(session=session)}
+def leaderboard(request: Request, session: SessionDep, user: CurrentUser) -> Response:
+    context = {"summary": service.vote_summary(session=session, viewer_id=user.viewer_id)}
     return templates.TemplateResponse(request, "partials/playground/leaderboard.html", context)
 
 
