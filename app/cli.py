@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 import httpx
 from sqlmodel import col, select
 
-from app.config import get_settings
-from app.logs import CONFIG_FILE as LOG_CONFIG_FILE
-from app.logs import configure_logging
+from app.core.config import get_settings
+from app.core.logs import CONFIG_FILE as LOG_CONFIG_FILE
+from app.core.logs import configure_logging
 
 if TYPE_CHECKING:
     from app.supervisor import Child
@@ -46,7 +46,7 @@ def _use_data_dir(data_dir: str | None) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from app.db import migrate
+    from app.core.db import migrate
 
     migrate()
     log.info("database schema is up to date")
@@ -55,7 +55,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from app.basemodels.service import ModelFolderInvalid, register_model
-    from app.db import migrate, session_scope
+    from app.core.db import migrate, session_scope
 
     migrate()
     try:
@@ -83,8 +83,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 def cmd_create_admin(args: argparse.Namespace) -> int:
     """An admin account for scripts and first installs; prints what it made."""
     from app.auth import service
-    from app.db import migrate, session_scope
-    from app.models import Role
+    from app.core.db import migrate, session_scope
+    from app.core.tables import Role
 
     migrate()
     password = args.password or secrets.token_urlsafe(12)
@@ -118,7 +118,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
 def cmd_api_key_create(args: argparse.Namespace) -> int:
     """A named API key for a user, printed once (only its hash is stored)."""
     from app.auth import service
-    from app.db import migrate, session_scope
+    from app.core.db import migrate, session_scope
 
     migrate()
     try:
@@ -145,8 +145,8 @@ def ensure_first_admin() -> None:
     """On the very first start there is nobody to log in as: make an admin with a one-time password
     and print it once, on this terminal (never into the log)."""
     from app.auth import service
-    from app.db import session_scope
-    from app.models import Role
+    from app.core.db import session_scope
+    from app.core.tables import Role
 
     with session_scope() as session:
         if service.count_users(session=session):
@@ -165,10 +165,10 @@ def ensure_first_admin() -> None:
 def bootstrap() -> None:
     """First start: register SmolLM2-135M-Instruct (converted once per machine) and the demo dataset."""
     from app.basemodels.service import register_model
+    from app.core.db import session_scope
+    from app.core.storage import get_store
+    from app.core.tables import BaseModelRecord
     from app.datasets.service import create_dataset
-    from app.db import session_scope
-    from app.models import BaseModelRecord
-    from app.storage import get_store
 
     settings = get_settings()
     with session_scope() as session:
@@ -277,7 +277,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from app.db import migrate
+    from app.core.db import migrate
 
     migrate()
     os.execv(sys.executable, _web_command(args.host, args.port))
@@ -286,9 +286,9 @@ def cmd_web(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Migrate, bootstrap, then run the web app, one worker and the model server until Ctrl-C;
     a child that dies is started again (app/supervisor.py), the others run on meanwhile."""
-    from app.db import migrate
+    from app.core.db import migrate
+    from app.core.presence import touch_processes
     from app.supervisor import Child, Supervisor
-    from app.workers import touch_processes
 
     migrate()
     bootstrap()
@@ -350,7 +350,7 @@ def _process_id(name: str) -> str:
 
 def _record_child(child: "Child") -> None:
     """What the overview's workers panel shows of a supervised child."""
-    from app.workers import record_process
+    from app.core.presence import record_process
 
     record_process(
         _process_id(child.name),
@@ -374,10 +374,10 @@ def _release_jobs(worker_name: str, *, reason: str) -> None:
     """Jobs our worker was running go back to the queue (it is gone: nothing will renew their
     leases); the next attempt resumes each from its newest checkpoint. The worker's row goes
     offline at once instead of when its heartbeat grows old."""
-    from app.db import session_scope
+    from app.core.db import session_scope
+    from app.core.presence import sign_off
+    from app.core.tables import Job
     from app.jobs.leases import ACTIVE, retry_or_fail
-    from app.models import Job
-    from app.workers import sign_off
 
     with session_scope() as session:
         query = select(Job).where(col(Job.worker) == worker_name, col(Job.status).in_(ACTIVE))

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.error_shape import error_body
-from app.config import get_settings
+from app.core.config import get_settings
 
 # Room for the multipart boundaries, part headers and small form fields around the file.
 MULTIPART_ALLOWANCE = 64 * 1024

@@ -15,6 +15,7 @@ from app.auth import views as accounts_views
 from app.auth.deps import current_user
 from app.basemodels import api as models_api
 from app.basemodels import views as models_views
+from app.core.paths import resource_dir
 from app.datasets import api as files_api
 from app.datasets import views as datasets_views
 from app.jobs import api as jobs_api
@@ -23,7 +24,6 @@ from app.limits import UploadLimit
 from app.ops import api as ops_api
 from app.ops.context import RequestContext
 from app.ops.metrics import CountRequests
-from app.paths import resource_dir
 from app.playground import api as playground_api
 from app.playground import views as playground_views
 from app.presets import api as presets_api

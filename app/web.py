@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup, escape
 
-from app.paths import resource_dir
+from app.core.paths import resource_dir
 
 templates = Jinja2Templates(directory=str(resource_dir("templates")))
 

@@ -40,10 +40,10 @@ STREAM_KEY = "train_loss"
 
 def make_job(*, status: str, step: int = 0, attempt: int = 0) -> str:
     """A job row inserted directly (no base model or dataset needed for the pages measured)."""
-    from app.db import session_scope
-    from app.ids import new_id
-    from app.models import Job, JobStatus
-    from app.timeutil import utcnow
+    from app.core.db import session_scope
+    from app.core.ids import new_id
+    from app.core.tables import Job, JobStatus
+    from app.core.timeutil import utcnow
 
     job_id = new_id("ftjob")
     with session_scope() as session:
@@ -70,9 +70,9 @@ def fill_metrics(job_id: str, points: int) -> int:
     steps; returns the rows inserted."""
     from sqlmodel import insert
 
-    from app.db import session_scope
-    from app.models import Metric
-    from app.timeutil import utcnow
+    from app.core.db import session_scope
+    from app.core.tables import Metric
+    from app.core.timeutil import utcnow
 
     rng = random.Random(points)
     now = utcnow()
@@ -164,7 +164,7 @@ def bench_pages(web: Web, jobs: dict[int, str], requests: int, heavy_requests: i
 def run_writer(job_id: str, seconds: float, interval: float, out: Path) -> None:
     """In its own process: the real JobReporter writes one point every ``interval`` seconds,
     then the final status; the wall-clock time of each metrics() call goes to ``out``."""
-    from app.models import JobStatus
+    from app.core.tables import JobStatus
     from worker.training.reporting import JobReporter
 
     steps = int(seconds / interval)
@@ -227,8 +227,8 @@ ERROR_LINE = re.compile(r"^[\w.]+(Error|Exception)\b.*")
 def bench_stream(web: Web, env: dict[str, str], tmp: Path, watchers: int, seconds: float) -> dict[str, Any]:
     from sqlmodel import col, select
 
-    from app.db import read_session
-    from app.models import Metric
+    from app.core.db import read_session
+    from app.core.tables import Metric
 
     job_id = make_job(status="running", attempt=1)
     url = f"{web.url}/api/v1/fine_tuning/jobs/{job_id}/stream"
@@ -371,8 +371,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, tmp: Path, database_url: str | None) -> None:
-    from app.config import get_settings
-    from app.db import get_engine, migrate
+    from app.core.config import get_settings
+    from app.core.db import get_engine, migrate
     from tests.accounts import bearer, make_user
 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}

@@ -90,8 +90,8 @@ def main() -> None:
 
 def use_database(tmp: Path, url: str) -> dict[str, str]:
     """Point this process (and the environment given to children) at ``url``; migrate it."""
-    from app.config import get_settings
-    from app.db import migrate
+    from app.core.config import get_settings
+    from app.core.db import migrate
 
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
     env["TUNEDECK_DATA_DIR"] = str(tmp / "data")

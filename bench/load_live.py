@@ -26,7 +26,7 @@ KEYS = ("train_loss", "learning_rate", "grad_norm")
 def write_points(job_id: str, seconds: float, rate: float, out: Path) -> None:
     """The worker's side: ``rate`` steps/s for ``seconds``, then the final status; the wall-clock
     time of each step's metrics() call goes to ``out``."""
-    from app.models import JobStatus
+    from app.core.tables import JobStatus
     from worker.training.reporting import JobReporter
 
     steps = int(seconds * rate)
@@ -188,8 +188,8 @@ def committed_times(job_id: str) -> dict[int, float]:
     """Metric id → its created_at (set in the reporter's transaction, just before the commit)."""
     from sqlmodel import select
 
-    from app.db import read_session
-    from app.models import Metric
+    from app.core.db import read_session
+    from app.core.tables import Metric
 
     with read_session() as session:
         rows = session.exec(select(Metric.id, Metric.created_at).where(Metric.job_id == job_id)).all()

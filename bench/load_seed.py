@@ -61,8 +61,8 @@ def make_accounts() -> tuple[str, list[tuple[int, str]]]:
     """An admin and a few members (each with an API key); returns the admin's key and (id, name)."""
     from sqlmodel import select
 
-    from app.db import read_session
-    from app.models import User
+    from app.core.db import read_session
+    from app.core.tables import User
     from tests.accounts import make_user
 
     key = make_user("admin")
@@ -75,9 +75,9 @@ def make_accounts() -> tuple[str, list[tuple[int, str]]]:
 
 def make_catalog(rng: random.Random, owners: list[tuple[int, str]]) -> list[str]:
     """Base model records and dataset rows (only what the pages show); returns the dataset ids."""
-    from app.db import session_scope
-    from app.ids import new_id
-    from app.models import BaseModelRecord, DatasetFile
+    from app.core.db import session_scope
+    from app.core.ids import new_id
+    from app.core.tables import BaseModelRecord, DatasetFile
 
     ids = [new_id("file") for _ in range(DATASETS)]
     with session_scope() as session:
@@ -116,8 +116,8 @@ def plan_jobs(
     owners: list[tuple[int, str]],
 ) -> list[Plan]:
     """Oldest first: finished jobs, then the newest ones running or waiting."""
-    from app.ids import new_id
-    from app.timeutil import utcnow
+    from app.core.ids import new_id
+    from app.core.timeutil import utcnow
 
     now = utcnow()
     ages = sorted((rng.uniform(0, DAYS * 86400) for _ in range(jobs)), reverse=True)
@@ -157,8 +157,8 @@ def _plan_steps(
 
 def job_row(plan: Plan, rng: random.Random) -> Any:
     """The Job as the worker would have left it."""
-    from app.models import Job, JobStatus
-    from app.timeutil import utcnow
+    from app.core.tables import Job, JobStatus
+    from app.core.timeutil import utcnow
 
     started = plan.created_at + timedelta(seconds=rng.uniform(5, 900))
     ran = plan.status not in ("queued", "retrying")
@@ -205,7 +205,7 @@ def _value(value: Any) -> Any:
 
 
 def copy_jobs(cursor: psycopg.Cursor[Any], plans: list[Plan], rng: random.Random) -> int:
-    from app.models import Job
+    from app.core.tables import Job
 
     columns = [c.name for c in Job.__table__.columns]  # type: ignore[attr-defined]
     with cursor.copy(f"COPY jobs ({', '.join(columns)}) FROM STDIN") as copy:
@@ -243,7 +243,7 @@ def copy_events(cursor: psycopg.Cursor[Any], plans: list[Plan], rng: random.Rand
 
 
 def copy_checkpoints(cursor: psycopg.Cursor[Any], plans: list[Plan], rng: random.Random) -> int:
-    from app.ids import new_id
+    from app.core.ids import new_id
 
     n = 0
     columns = "id, job_id, step, epoch, train_loss, artifact_key, created_at"

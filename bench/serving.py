@@ -37,7 +37,7 @@ PROMPT = [{"role": "user", "content": "Explain in two sentences what a LoRA adap
 
 
 def default_model() -> Path:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     return get_settings().model_cache_dir / "smollm2-135m-instruct"
 

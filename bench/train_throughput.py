@@ -38,7 +38,7 @@ MAX_LENGTH = 1024
 
 
 def default_model() -> Path:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     return get_settings().model_cache_dir / "smollm2-135m-instruct"
 
@@ -86,7 +86,7 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from app.spec import TrainingSpec
+    from app.core.spec import TrainingSpec
     from worker.training.data import to_prompt_completion
     from worker.training.pipeline import (
         TunedeckSFTTrainer,

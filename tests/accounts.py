@@ -4,8 +4,8 @@ from functools import cache
 
 from app.auth import service
 from app.auth.passwords import hash_password
-from app.db import session_scope
-from app.models import Role, User
+from app.core.db import session_scope
+from app.core.tables import Role, User
 
 PASSWORD = "correct-horse-battery"
 

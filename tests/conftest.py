@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
+from app.core.config import get_settings
 from tests.served import references, served
 from tests.tiny_model import build_tiny_llama
 
@@ -87,7 +87,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def configured(monkeypatch: pytest.MonkeyPatch, data_dir: Path, database_url: str) -> Iterator[Path]:
     """Settings pointing at this test's data dir and database, schema migrated."""
-    from app.db import migrate
+    from app.core.db import migrate
 
     monkeypatch.setenv("TUNEDECK_DATA_DIR", str(data_dir))
     monkeypatch.setenv("DATABASE_URL", database_url)
@@ -131,7 +131,7 @@ def anonymous(configured: Path) -> Iterator[TestClient]:
 def tiny_model(configured: Path, tiny_model_dir: Path) -> str:
     """The tiny Llama registered as base model ``tiny-llama``."""
     from app.basemodels.service import register_model
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     with session_scope() as session:
         register_model(session=session, name="tiny-llama", folder=tiny_model_dir)

@@ -41,8 +41,8 @@ class Served:
 def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[Served]:
     """Two tiny adapters (one merged) trained in this process, then `tunedeck serve` on them."""
     from app.basemodels.service import register_model
-    from app.config import get_settings
-    from app.db import migrate, session_scope
+    from app.core.config import get_settings
+    from app.core.db import migrate, session_scope
     from app.main import create_app
     from worker.merge import run_merge
     from worker.training.runner import run_job

@@ -9,11 +9,11 @@ from itertools import pairwise
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.ids import new_id
+from app.core.tables import Checkpoint, Job, JobStatus, Merge
+from app.core.timeutil import utcnow
 from app.datasets.service import histogram
-from app.ids import new_id
-from app.models import Checkpoint, Job, JobStatus, Merge
-from app.timeutil import utcnow
 
 
 def jsonl(rows: list[dict[str, str]]) -> bytes:
@@ -121,7 +121,7 @@ def test_dataset_page_and_stats_api_show_the_histogram(client: TestClient, tiny_
 
 
 def test_models_page_shows_each_adapters_lineage(client: TestClient, tiny_model: str) -> None:
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     rows = [{"instruction": f"Question {i}?", "output": f"The answer is {i}."} for i in range(12)]
     rows.append({"instruction": "Say yes", "output": "Yes"})

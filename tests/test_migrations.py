@@ -5,8 +5,8 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
-from app.config import get_settings
-from app.paths import resource_dir
+from app.core.config import get_settings
+from app.core.paths import resource_dir
 
 
 def test_models_and_migrations_agree(configured: Path) -> None:
@@ -20,8 +20,8 @@ def test_jobs_made_public_on_a_private_file_before_the_rule_become_private(confi
     """Migration 0015: a job trained or validated on a private file is private."""
     from sqlmodel import select
 
-    from app.db import read_session, session_scope
-    from app.models import DatasetFile, Job
+    from app.core.db import read_session, session_scope
+    from app.core.tables import DatasetFile, Job
 
     with session_scope() as session:  # rows as they were before the rule (the ORM writes them as asked)
         for file_id, private in (("file-secret", True), ("file-open", False)):

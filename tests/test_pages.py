@@ -37,7 +37,7 @@ def test_every_page_renders(client: TestClient, tiny_model: str) -> None:
 
 
 def test_new_job_form_shows_every_spec_field_with_its_help(client: TestClient, tiny_model: str) -> None:
-    from app.spec import TrainingSpec
+    from app.core.spec import TrainingSpec
 
     page = client.get("/jobs/new").text
     for name, info in TrainingSpec.model_fields.items():

@@ -7,8 +7,8 @@ from functools import lru_cache
 
 import torch
 
-from app.config import get_settings
-from app.workers import BEAT_SECONDS, announce, sign_off
+from app.core.config import get_settings
+from app.core.presence import BEAT_SECONDS, announce, sign_off
 
 log = logging.getLogger(__name__)
 

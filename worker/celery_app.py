@@ -13,9 +13,9 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from app.config import get_settings
-from app.logs import configure_logging, guard
-from app.queue import celery_config
+from app.core.config import get_settings
+from app.core.logs import configure_logging, guard
+from app.core.queue import celery_config
 
 celery = Celery("tunedeck", include=["worker.tasks"])
 celery.conf.update(celery_config(get_settings()))
@@ -81,7 +81,7 @@ def _sign_off(**_: object) -> None:
 def _consume_memory_tiers(sender: object, instance: Any, **_: object) -> None:
     """Besides the default queue, consume every memory tier up to this worker's memory, so it
     wakes for the jobs it can hold and not for bigger ones (app/queue.py)."""
-    from app.queue import worker_queues
+    from app.core.queue import worker_queues
     from worker.beacon import advertised_memory_gib
 
     for name in worker_queues(advertised_memory_gib()):

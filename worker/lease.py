@@ -6,7 +6,7 @@ The rules (fencing tokens, backoff, bounded attempts) live in app.jobs.leases.
 import logging
 import threading
 
-from app.config import get_settings
+from app.core.config import get_settings
 from app.jobs.leases import reap_expired, renew
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,14 @@ from typing import Any
 import torch
 from sqlmodel import col, update
 
-from app.db import read_session, session_scope
-from app.faults import pause
+from app.core.db import read_session, session_scope
+from app.core.faults import pause
+from app.core.logs import job_context
+from app.core.spec import TrainingSpec
+from app.core.storage import get_store
+from app.core.tables import BaseModelRecord, Job, Merge
+from app.core.timeutil import utcnow
 from app.jobs.service import add_event
-from app.logs import job_context
-from app.models import BaseModelRecord, Job, Merge
-from app.spec import TrainingSpec
-from app.storage import get_store
-from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import socket
 
-from app.queue import MERGE_TASK, TRAIN_TASK
+from app.core.queue import MERGE_TASK, TRAIN_TASK
 from worker.celery_app import celery
 
 

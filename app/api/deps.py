@@ -6,8 +6,8 @@ from typing import Annotated
 from fastapi import Depends
 from sqlmodel import Session
 
-from app.db import finish, get_engine
-from app.storage import ArtifactStore, get_store
+from app.core.db import finish, get_engine
+from app.core.storage import ArtifactStore, get_store
 
 
 def get_session() -> Iterator[Session]:

@@ -13,11 +13,11 @@ from sqlmodel import Session, col, or_
 
 from app.auth.deps import Forbidden, Principal, client_ip
 from app.auth.service import audit
+from app.core.tables import DatasetFile, Job, Role
 from app.datasets import service as datasets
 from app.datasets.service import NotFound
 from app.jobs import service as jobs
 from app.jobs.scheduling import MEMBER_MAX_PRIORITY
-from app.models import DatasetFile, Job, Role
 
 Owned = Job | DatasetFile
 

@@ -10,8 +10,8 @@ from app.api.deps import DB_INT_MAX, SessionDep, commit
 from app.auth import service
 from app.auth.access import log_action
 from app.auth.deps import AdminUser, CurrentUser
+from app.core.tables import ApiKey, AuditEvent, Role, User
 from app.jobs.scheduling import Usage, limit_of, usage_by_owner
-from app.models import ApiKey, AuditEvent, Role, User
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import service
-from app.config import get_settings
-from app.db import read_session, session_scope
-from app.models import Role
+from app.core.config import get_settings
+from app.core.db import read_session, session_scope
+from app.core.tables import Role
 
 SESSION_COOKIE = "tunedeck_session"
 CSRF_FIELD = "csrf_token"

@@ -13,8 +13,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
-from app.models import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
-from app.timeutil import utcnow
+from app.core.tables import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
+from app.core.timeutil import utcnow
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 MIN_PASSWORD = 8

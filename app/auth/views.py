@@ -19,10 +19,10 @@ from app.auth.deps import (
 )
 from app.auth.passwords import verify_password
 from app.auth.service import AccountError
-from app.config import get_settings
-from app.db import session_scope
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.tables import Role, User
 from app.jobs.scheduling import Usage, limit_of, usage_by_owner
-from app.models import Role, User
 from app.web import templates
 
 public = APIRouter(include_in_schema=False)  # reachable without logging in

@@ -9,9 +9,9 @@ from app.api.deps import SessionDep, commit
 from app.auth.access import can_see, log_action
 from app.auth.deps import AdminUser, CurrentUser
 from app.basemodels import service
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.tables import BaseModelRecord
 from app.jobs.merging import merged_models
-from app.models import BaseModelRecord
 
 
 class ModelPublic(BaseModel):

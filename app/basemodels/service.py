@@ -10,8 +10,8 @@ from pathlib import Path
 from sqlmodel import Session, col, func, select
 
 from app.basemodels.inspect import UnreadableModel, read_safetensors_header
+from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge
 from app.datasets.service import NotFound
-from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")

@@ -82,7 +82,7 @@ def server_url(args: argparse.Namespace) -> str:
 
 def connect(args: argparse.Namespace) -> Client:
     """A client for --url / TUNEDECK_URL with --api-key / TUNEDECK_API_KEY (read here: the key is
-    the caller's, not the server's, so it is no part of app.config's settings)."""
+    the caller's, not the server's, so it is no part of app.core.config's settings)."""
     key = args.api_key or os.environ.get("TUNEDECK_API_KEY")
     if not key:
         how = HOW_TO_GET_A_KEY.format(url=server_url(args))

@@ -11,7 +11,7 @@ from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser
 from app.basemodels.service import get_model
-from app.config import get_settings
+from app.core.config import get_settings
 from app.datasets import service
 from app.datasets.schemas import (
     CleaningQuery,

@@ -4,8 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.core.tables import DatasetFile
 from app.datasets.cleaning import FILTERS, CleaningOptions, TooLongAction
-from app.models import DatasetFile
 
 
 class FilePublic(BaseModel):

@@ -12,7 +12,12 @@ from typing import Any
 
 from sqlmodel import Session, col, func, or_, select
 
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.db import on_rollback
+from app.core.faults import pause
+from app.core.ids import new_id
+from app.core.storage import ArtifactStore
+from app.core.tables import BaseModelRecord, DatasetFile
 from app.datasets import archives
 from app.datasets.cleaning import (
     CleaningOptions,
@@ -23,11 +28,6 @@ from app.datasets.cleaning import (
     select_rows,
 )
 from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_dataset, to_messages
-from app.db import on_rollback
-from app.faults import pause
-from app.ids import new_id
-from app.models import BaseModelRecord, DatasetFile
-from app.storage import ArtifactStore
 from app.tokenizer import chat_tokenizer
 
 SPLITS = ("train", "validation")

@@ -12,7 +12,7 @@ from app.api.deps import SessionDep, StoreDep, commit
 from app.auth.access import can_manage, dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser, Principal
 from app.basemodels.service import list_models
-from app.config import get_settings
+from app.core.config import get_settings
 from app.datasets import service
 from app.datasets.api import read_upload
 from app.datasets.parsing import DatasetInvalid, Problem

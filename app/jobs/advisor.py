@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from statistics import fmean
 
 from app.basemodels.inspect import LinearLayer, ModelInfo
+from app.core.spec import TrainingSpec
 from app.datasets.service import TokenStats
-from app.spec import TrainingSpec
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,10 @@ from sqlmodel import Session, col, select
 from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import check_job_files, check_priority, job_for, log_action
 from app.auth.deps import CurrentUser, Principal
-from app.config import get_settings
-from app.db import read_session
+from app.core.config import get_settings
+from app.core.db import read_session
+from app.core.storage import ArtifactStore
+from app.core.tables import Job, JobStatus, Metric
 from app.jobs import merging, service
 from app.jobs.scheduling import waiting_reasons
 from app.jobs.schemas import (
@@ -30,8 +32,6 @@ from app.jobs.schemas import (
 )
 from app.jobs.series import job_series
 from app.jobs.stream import job_events
-from app.models import Job, JobStatus, Metric
-from app.storage import ArtifactStore
 
 router = APIRouter(prefix="/api/v1/fine_tuning/jobs", tags=["fine-tuning"])
 

@@ -7,7 +7,7 @@ from typing import Any
 from annotated_types import Ge, Gt, Le
 from pydantic import ValidationError
 
-from app.spec import TARGET_MODULE_PRESETS, TrainingSpec
+from app.core.spec import TARGET_MODULE_PRESETS, TrainingSpec
 
 GROUPS = {
     "LoRA": (

@@ -10,13 +10,13 @@ from functools import partial
 
 from sqlmodel import Session, col, func, select, update
 
-from app.config import get_settings
-from app.db import after_commit, session_scope
+from app.core.config import get_settings
+from app.core.db import after_commit, session_scope
+from app.core.queue import dispatch_training_task
+from app.core.tables import Job, JobStatus
+from app.core.timeutil import utcnow
 from app.jobs.scheduling import charge, wake_owner
 from app.jobs.service import add_event
-from app.models import Job, JobStatus
-from app.queue import dispatch_training_task
-from app.timeutil import utcnow
 from app.webhooks.service import emit_finished
 
 ACTIVE = (JobStatus.validating_files, JobStatus.running)

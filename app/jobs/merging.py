@@ -2,12 +2,12 @@
 
 from sqlmodel import Session, col, select, update
 
-from app.db import after_commit
-from app.ids import new_id
+from app.core.db import after_commit
+from app.core.ids import new_id
+from app.core.queue import send_merge_task
+from app.core.tables import Job, JobStatus, Merge
+from app.core.tables.job import MERGE_UNDER_WAY as ACTIVE
 from app.jobs.service import JobConflict, add_event, get_job
-from app.models import Job, JobStatus, Merge
-from app.models.job import MERGE_UNDER_WAY as ACTIVE
-from app.queue import send_merge_task
 
 
 def request_merge(*, session: Session, job_id: str) -> Merge:

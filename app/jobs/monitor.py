@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from statistics import median
 
-from app.advice import DIVERGENCE_REMEDIES, OVERFITTING_REMEDIES, UNDERFITTING_REMEDIES
+from app.core.remedies import DIVERGENCE_REMEDIES, OVERFITTING_REMEDIES, UNDERFITTING_REMEDIES
 
 OVERFIT_RISES = 2  # validation loss rising at this many evaluations in a row …
 UNDERFIT_EVALS = 3  # … or flat over this many evaluations …

@@ -14,13 +14,13 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, or_, select, update
 
-from app.config import get_settings
-from app.db import read_session, session_scope
+from app.core.config import get_settings
+from app.core.db import read_session, session_scope
+from app.core.queue import GIB, dispatch_training_task, queue_above
+from app.core.spec import TrainingSpec
+from app.core.tables import Job, JobStatus, User, WorkerRecord
+from app.core.timeutil import utcnow
 from app.jobs.advisor import Check
-from app.models import Job, JobStatus, User, WorkerRecord
-from app.queue import GIB, dispatch_training_task, queue_above
-from app.spec import TrainingSpec
-from app.timeutil import utcnow
 
 WAITING = (JobStatus.queued, JobStatus.retrying)
 ACTIVE = (JobStatus.validating_files, JobStatus.running)

@@ -4,11 +4,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from app.core.spec import TrainingSpec
+from app.core.tables import Checkpoint, Job, JobEvent, Merge
 from app.jobs.advisor import Check, Estimates
 from app.jobs.scheduling import job_usage
 from app.jobs.service import progress
-from app.models import Checkpoint, Job, JobEvent, Merge
-from app.spec import TrainingSpec
 
 OPENAI_AUTO = "auto"
 DEFAULT_LEARNING_RATE = TrainingSpec.model_fields["learning_rate"].default

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, func, select
 
-from app.models import Metric
+from app.core.tables import Metric
 
 CACHE_SIZE = 16
 _cache: "OrderedDict[tuple[Any, ...], dict[str, Series]]" = OrderedDict()

@@ -9,18 +9,18 @@ from sqlmodel import Session, col, delete, func, or_, select
 
 from app.basemodels.inspect import UnreadableModel, inspect_model
 from app.basemodels.service import get_model
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.db import after_commit
+from app.core.ids import new_id
+from app.core.queue import dispatch_training_task
+from app.core.spec import TrainingSpec
+from app.core.storage import ArtifactStore
+from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
+from app.core.tables.job import MERGE_UNDER_WAY
+from app.core.timeutil import utcnow
 from app.datasets.service import NotFound, get_dataset, token_stats
-from app.db import after_commit
-from app.ids import new_id
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.jobs.scheduling import WAITING, gpu_check, memory_check
-from app.models import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
-from app.models.job import MERGE_UNDER_WAY
-from app.queue import dispatch_training_task
-from app.spec import TrainingSpec
-from app.storage import ArtifactStore
-from app.timeutil import utcnow
 from app.webhooks.service import emit_finished
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from app.db import read_session
+from app.core.db import read_session
 from app.jobs import service
 from app.jobs.schemas import EventPublic, JobPublic
 from app.ops.metrics import SSE_CONNECTIONS

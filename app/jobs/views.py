@@ -21,17 +21,17 @@ from app.auth.access import (
 from app.auth.deps import CurrentUser, Principal
 from app.auth.service import list_users
 from app.basemodels.service import list_models
+from app.core.presence import online_workers, supervised_processes
+from app.core.tables import JobStatus
 from app.datasets.service import NotFound, dataset_filenames, list_datasets
 from app.jobs import merging, service
 from app.jobs.api import launch_job
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
 from app.jobs.scheduling import job_usage, waiting_reasons
 from app.jobs.schemas import JobCreate, JobPublic
-from app.models import JobStatus
 from app.presets.schemas import PresetCreate, PresetPublic
 from app.presets.service import PresetConflict, create_preset, get_preset, list_presets, preset_values
 from app.web import templates
-from app.workers import online_workers, supervised_processes
 
 # Fields of "what to train" that survive switching presets or saving one.
 KEPT_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed")

@@ -16,12 +16,12 @@ from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlmodel import Session, col, func, select
 
-from app import metric_names
-from app.db import read_session
-from app.models import Job, JobStatus, WorkerRecord
-from app.models.job import Metric as MetricPoint
-from app.timeutil import UTCDateTime, utcnow
-from app.workers import ONLINE_WITHIN
+from app.core import metric_names
+from app.core.db import read_session
+from app.core.presence import ONLINE_WITHIN
+from app.core.tables import Job, JobStatus, WorkerRecord
+from app.core.tables.job import Metric as MetricPoint
+from app.core.timeutil import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 RECENT = timedelta(hours=1)  # "recently started" for the queue-wait histogram; workers listed

@@ -7,7 +7,7 @@ import uuid
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.logs import job_id_var, request_id_var
+from app.core.logs import job_id_var, request_id_var
 
 JOB_IN_PATH = re.compile(r"\bftjob-[0-9A-Za-z]+")
 # A proxy's own id is kept when it is plain, so its access log and ours line up.

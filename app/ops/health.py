@@ -18,10 +18,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from starlette.responses import JSONResponse
 
-from app.config import get_settings
-from app.db import alembic_dir, get_engine
-from app.logs import redact
-from app.storage import S3ArtifactStore, get_store
+from app.core.config import get_settings
+from app.core.db import alembic_dir, get_engine
+from app.core.logs import redact
+from app.core.storage import S3ArtifactStore, get_store
 
 log = logging.getLogger(__name__)
 CHECK_TIMEOUT_SECONDS = 5.0

@@ -9,17 +9,17 @@ import httpx
 from sqlmodel import Session, col, select
 
 from app.auth.deps import internal_token
-from app.config import get_settings
+from app.core.config import get_settings
+from app.core.db import after_commit, session_scope
+from app.core.ids import new_id
+from app.core.storage import ArtifactStore
+from app.core.tables import BatchOutput, BatchRun, BatchStatus, DatasetFile, Job
+from app.core.timeutil import utcnow
 from app.datasets.parsing import to_messages
 from app.datasets.service import NotFound, read_split
-from app.db import after_commit, session_scope
-from app.ids import new_id
 from app.jobs.service import get_job
-from app.models import BatchOutput, BatchRun, BatchStatus, DatasetFile, Job
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
 from app.playground.service import PlaygroundInvalid, check_served
-from app.storage import ArtifactStore
-from app.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)

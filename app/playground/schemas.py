@@ -4,7 +4,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.models import BatchRun, BatchStatus, Vote
+from app.core.tables import BatchRun, BatchStatus, Vote
 
 Winner = Literal["a", "b", "tie"]
 MAX_PROMPTS = 100

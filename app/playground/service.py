@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.ids import new_id
-from app.models import Job, Vote
-from app.models.playground import PROMPT_CHARS
+from app.core.ids import new_id
+from app.core.storage import ArtifactStore
+from app.core.tables import Job, Vote
+from app.core.tables.playground import PROMPT_CHARS
 from app.playground.schemas import HeadToHead, ModelScore, Record, VoteSummary, Winner
 from app.serving.catalog import ServedModel, served_models
-from app.storage import ArtifactStore
 
 KIND_TITLES = {"base": "Base models", "adapter": "Adapters", "checkpoint": "Checkpoints", "merged": "Merged"}
 

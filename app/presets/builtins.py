@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.spec import TrainingSpec
+from app.core.spec import TrainingSpec
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from app.core.spec import TrainingSpec
 from app.presets.builtins import BuiltinPreset
 from app.presets.service import AnyPreset, preset_values
-from app.spec import TrainingSpec
 
 PresetName = Annotated[
     str,

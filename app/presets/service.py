@@ -5,11 +5,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.core.ids import new_id
+from app.core.spec import TrainingSpec
+from app.core.tables import Preset
 from app.datasets.service import NotFound
-from app.ids import new_id
-from app.models import Preset
 from app.presets.builtins import BUILTIN_PRESETS, BUILTINS_BY_ID, BuiltinPreset
-from app.spec import TrainingSpec
 
 AnyPreset = BuiltinPreset | Preset
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 from sqlmodel import Session, col, or_, select
 
-from app.models import BaseModelRecord, Checkpoint, Job, JobStatus, Merge
-from app.storage import ArtifactStore
+from app.core.storage import ArtifactStore
+from app.core.tables import BaseModelRecord, Checkpoint, Job, JobStatus, Merge
 
 Kind = Literal["base", "adapter", "checkpoint", "merged"]
 

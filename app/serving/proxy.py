@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.deps import CurrentUser, internal_token
-from app.config import get_settings
+from app.core.config import get_settings
 
 router = APIRouter(prefix="/v1", tags=["model server (pass-through)"])
 

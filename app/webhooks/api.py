@@ -7,7 +7,7 @@ from fastapi import APIRouter, Query, Request
 from app.api.deps import SessionDep, commit
 from app.auth.access import log_action
 from app.auth.deps import CurrentUser
-from app.models import WebhookDelivery
+from app.core.tables import WebhookDelivery
 from app.webhooks import service
 from app.webhooks.delivery import deliver
 from app.webhooks.schemas import (

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 import httpx
 from sqlmodel import Session, col, select, update
 
-from app.config import get_settings
-from app.db import read_session, session_scope
-from app.models import DeliveryStatus, Webhook, WebhookDelivery
-from app.timeutil import utcnow
+from app.core.config import get_settings
+from app.core.db import read_session, session_scope
+from app.core.tables import DeliveryStatus, Webhook, WebhookDelivery
+from app.core.timeutil import utcnow
 from app.webhooks.service import vet_host
 
 TIMEOUT_SECONDS = 10.0

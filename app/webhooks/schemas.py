@@ -5,7 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from app.models import SUBSCRIBABLE_EVENTS, DeliveryStatus, Webhook, WebhookDelivery, WebhookScope
+from app.core.tables import SUBSCRIBABLE_EVENTS, DeliveryStatus, Webhook, WebhookDelivery, WebhookScope
 from app.webhooks.service import check_events, check_url
 
 EVENTS_HELP = f"any of {[e.value for e in SUBSCRIBABLE_EVENTS]}; default all of them"

@@ -17,10 +17,9 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, delete, or_, select
 
 from app.auth.deps import Forbidden, Principal
-from app.config import get_settings
-from app.datasets.service import NotFound
-from app.ids import new_id
-from app.models import (
+from app.core.config import get_settings
+from app.core.ids import new_id
+from app.core.tables import (
     SUBSCRIBABLE_EVENTS,
     Job,
     JobStatus,
@@ -31,7 +30,8 @@ from app.models import (
     WebhookEvent,
     WebhookScope,
 )
-from app.timeutil import utcnow
+from app.core.timeutil import utcnow
+from app.datasets.service import NotFound
 
 SECRET_PREFIX = "whsec_"
 MAX_URL_LENGTH = 2000

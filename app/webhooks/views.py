@@ -9,7 +9,7 @@ from sqlmodel import Session
 from app.api.deps import SessionDep, commit
 from app.auth.access import log_action
 from app.auth.deps import CurrentUser, Forbidden
-from app.models import SUBSCRIBABLE_EVENTS, WebhookScope
+from app.core.tables import SUBSCRIBABLE_EVENTS, WebhookScope
 from app.web import templates
 from app.webhooks import service
 from app.webhooks.delivery import deliver

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("architecture", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
         sa.Column("n_params", sa.BigInteger(), nullable=True),
         sa.Column("trust_remote_code", sa.Boolean(), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("validation_rows", sa.Integer(), nullable=False),
         sa.Column("validation_split", sa.Float(), nullable=False),
         sa.Column("split_seed", sa.Integer(), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.Column("info", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -63,10 +63,10 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=32), nullable=False),
         sa.Column("error", sa.JSON(), nullable=True),
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("heartbeat_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("heartbeat_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
         sa.Column("worker", sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("total_steps", sa.Integer(), nullable=True),
@@ -93,7 +93,7 @@ def upgrade() -> None:
         sa.Column("train_loss", sa.Float(), nullable=True),
         sa.Column("valid_loss", sa.Float(), nullable=True),
         sa.Column("artifact_key", sqlmodel.sql.sqltypes.AutoString(length=512), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -104,7 +104,7 @@ def upgrade() -> None:
         "job_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("job_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.Column("level", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
         sa.Column("message", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
@@ -123,7 +123,7 @@ def upgrade() -> None:
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("epoch", sa.Float(), nullable=True),
         sa.Column("value", sa.Float(), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )

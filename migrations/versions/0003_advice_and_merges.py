@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -30,8 +30,8 @@ def upgrade() -> None:
         sa.Column("message", sa.String(length=500), nullable=False),
         sa.Column("error", sa.String(length=2000), nullable=True),
         sa.Column("artifact_key", sa.String(length=512), nullable=True),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
     )

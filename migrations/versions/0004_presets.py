@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("name_key", sa.String(length=64), nullable=False),
         sa.Column("description", sa.String(length=200), nullable=False),
         sa.Column("values", sa.JSON(), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("presets", schema=None) as batch_op:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -23,10 +23,10 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("max_attempts", sa.Integer(), nullable=False, server_default="3"))
         batch_op.add_column(
-            sa.Column("lease_expires_at", app.timeutil.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("lease_expires_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(
-            sa.Column("next_attempt_at", app.timeutil.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("next_attempt_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.create_index("ix_jobs_lease_expires_at", ["lease_expires_at"], unique=False)
 

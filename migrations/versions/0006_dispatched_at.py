@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -21,7 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column("dispatched_at", app.timeutil.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("dispatched_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True)
         )
 
 

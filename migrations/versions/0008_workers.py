@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0008"
 down_revision: str | None = "0007"
@@ -28,9 +28,9 @@ def upgrade() -> None:
         sa.Column("device_count", sa.Integer(), nullable=False),
         sa.Column("device_memory_gib", sa.Float(), nullable=True),
         sa.Column("queue", sa.String(length=255), nullable=False),
-        sa.Column("started_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("heartbeat_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("stopped_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("heartbeat_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("stopped_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_index("ix_workers_heartbeat_at", "workers", ["heartbeat_at"], unique=False)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -26,7 +26,7 @@ def upgrade() -> None:
         sa.Column("model_b", sa.String(length=300), nullable=False),
         sa.Column("winner", sa.String(length=8), nullable=False),
         sa.Column("prompt", sa.String(length=2000), nullable=False),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
@@ -39,8 +39,8 @@ def upgrade() -> None:
         sa.Column("max_tokens", sa.Integer(), nullable=False),
         sa.Column("temperature", sa.Float(), nullable=False),
         sa.Column("source_job", sa.String(length=64), nullable=True),
-        sa.Column("created_at", app.timeutil.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("finished_at", app.timeutil.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("finished_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error", sa.String(length=2000), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UTC = app.timeutil.UTCDateTime(timezone=True)
+UTC = app.core.timeutil.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:

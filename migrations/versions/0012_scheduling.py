@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.timeutil
+import app.core.timeutil
 
 revision: str = "0012"
 down_revision: str | None = "0011"
@@ -23,7 +23,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("priority", sa.Integer(), nullable=False, server_default="5"))
         batch_op.add_column(sa.Column("memory_estimate_bytes", sa.BigInteger(), nullable=True))
         batch_op.add_column(
-            sa.Column("attempt_started_at", app.timeutil.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("attempt_started_at", app.core.timeutil.UTCDateTime(timezone=True), nullable=True)
         )
         batch_op.add_column(sa.Column("attempt_gpus", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("gpu_seconds", sa.Float(), nullable=False, server_default="0"))

@@ -230,8 +230,8 @@ def test_the_owner_filter_lists_one_persons_jobs(team: Team, tiny_model: str) ->
 @pytest.mark.parametrize("role", ["member", "viewer"])
 def test_password_hashes_are_salted_scrypt(role: str, configured: Path) -> None:
     from app.auth import service
-    from app.db import session_scope
-    from app.models import Role
+    from app.core.db import session_scope
+    from app.core.tables import Role
 
     with session_scope() as session:
         one = service.create_user(session=session, username="u1", password="same-password", role=Role(role))

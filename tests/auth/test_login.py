@@ -62,7 +62,7 @@ def test_a_login_posted_from_another_sites_page_is_refused(anonymous: TestClient
 def test_behind_a_proxy_that_rewrites_host_the_public_origin_can_be_allowed(
     anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     make_user("alice", "member")
     body = {"username": "alice", "password": PASSWORD, "next": "/"}
@@ -95,8 +95,8 @@ def test_a_one_time_password_must_be_changed_before_anything_else(
     from sqlmodel import select
 
     from app.cli import ensure_first_admin
-    from app.db import session_scope
-    from app.models import User
+    from app.core.db import session_scope
+    from app.core.tables import User
 
     ensure_first_admin()
     with session_scope() as session:

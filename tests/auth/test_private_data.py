@@ -10,10 +10,10 @@ from pathlib import Path
 
 from sqlmodel import select
 
-from app.db import session_scope
-from app.ids import new_id
-from app.models import Job, JobStatus, User, Vote, WorkerRecord
-from app.timeutil import utcnow
+from app.core.db import session_scope
+from app.core.ids import new_id
+from app.core.tables import Job, JobStatus, User, Vote, WorkerRecord
+from app.core.timeutil import utcnow
 from tests.auth.conftest import Team
 from tests.e2e.support import INSTRUCTION_ROWS
 from tests.worker.test_runner import upload

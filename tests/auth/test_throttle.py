@@ -47,8 +47,8 @@ def test_a_successful_login_gives_its_attempt_back(anonymous: TestClient, config
     from sqlmodel import select
 
     from app.auth import service
-    from app.db import session_scope
-    from app.models import LoginThrottle
+    from app.core.db import session_scope
+    from app.core.tables import LoginThrottle
 
     make_user("bob", "member")
     for _ in range(4):

@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from app.db import read_session
-from app.models import DatasetFile
+from app.core.db import read_session
+from app.core.tables import DatasetFile
 
 
 def jsonl(rows: list[dict[str, str]]) -> bytes:
@@ -101,7 +101,7 @@ def test_bad_datasets_get_422_with_line_and_nothing_is_stored(
 def test_upload_over_the_size_limit_is_413(
     client: TestClient, configured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MAX_UPLOAD_BYTES", "1000")
     get_settings.cache_clear()

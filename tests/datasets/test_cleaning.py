@@ -8,9 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
+from app.core.db import read_session
+from app.core.tables import DatasetFile
 from app.datasets.cleaning import mojibake_in, normalise
-from app.db import read_session
-from app.models import DatasetFile
 
 ALL_FILTERS = ["near_duplicates", "short_outputs", "mojibake", "repeated_outputs", "too_long"]
 

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from app.basemodels.inspect import inspect_model
-from app.db import read_session
+from app.core.db import read_session
+from app.core.spec import TrainingSpec
+from app.core.tables import Job
 from app.jobs.advisor import trainable_parameters
-from app.models import Job
-from app.spec import TrainingSpec
 from tests.tiny_model import build_tiny_bert, build_tiny_gpt2
 
 
@@ -41,7 +41,7 @@ def advice(client: TestClient, model: str, file_id: str, **hp: object) -> dict: 
 
 def register(name: str, folder: Path) -> None:
     from app.basemodels.service import register_model
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     with session_scope() as session:
         register_model(session=session, name=name, folder=folder)

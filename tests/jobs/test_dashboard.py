@@ -3,10 +3,10 @@ list's filters, search and pages, compare, clone-and-edit, delete."""
 
 from fastapi.testclient import TestClient
 
-from app.db import session_scope
-from app.models import Job, JobStatus
-from app.timeutil import utcnow
-from app.workers import announce, sign_off
+from app.core.db import session_scope
+from app.core.presence import announce, sign_off
+from app.core.tables import Job, JobStatus
+from app.core.timeutil import utcnow
 from tests.jobs.test_api import create, make_file
 
 

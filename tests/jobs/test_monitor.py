@@ -1,6 +1,6 @@
 """Training-health rules on synthetic curves: each alert once, with the seed's remedies in order."""
 
-from app.advice import OVERFITTING_REMEDIES, UNDERFITTING_REMEDIES
+from app.core.remedies import OVERFITTING_REMEDIES, UNDERFITTING_REMEDIES
 from app.jobs.monitor import TrainingMonitor
 
 

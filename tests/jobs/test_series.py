@@ -6,8 +6,8 @@ import math
 from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
-from app.db import session_scope
-from app.models import Metric
+from app.core.db import session_scope
+from app.core.tables import Metric
 from tests.jobs.test_api import create, make_file
 
 

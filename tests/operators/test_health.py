@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
+from app.core.config import get_settings
 from tests.e2e.support import free_port
 from tests.operators.conftest import LOOPBACK
 

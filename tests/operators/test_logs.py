@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from app.logs import AddContext, JsonFormatter, RedactSecrets, job_context, redact
+from app.core.logs import AddContext, JsonFormatter, RedactSecrets, job_context, redact
 from app.ops.context import RequestContext
 from tests.e2e.support import TUNEDECK, stop
 
@@ -118,9 +118,9 @@ def test_tunedeck_worker_logs_json(configured: Path) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_job_run_by_a_worker_logs_its_id(configured: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The job's lines carry ``job_id`` (run in-process: the same code a worker's task calls)."""
-    from app.db import session_scope
-    from app.ids import new_id
-    from app.models import Job
+    from app.core.db import session_scope
+    from app.core.ids import new_id
+    from app.core.tables import Job
     from worker.training.runner import run_job
 
     with session_scope() as session:

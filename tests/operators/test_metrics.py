@@ -12,12 +12,12 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
-from app.db import session_scope
-from app.ids import new_id
-from app.models import Job, JobStatus, WorkerRecord
-from app.models.job import Metric
-from app.timeutil import utcnow
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.ids import new_id
+from app.core.tables import Job, JobStatus, WorkerRecord
+from app.core.tables.job import Metric
+from app.core.timeutil import utcnow
 from tests.e2e.support import free_port
 from tests.operators.conftest import LOOPBACK, samples, value
 

@@ -32,8 +32,8 @@ def test_model_server_counts_generations_and_is_ready(tiny_model: str, admin_key
 
 
 def test_model_server_is_not_ready_without_its_model_folders(configured: Path) -> None:
-    from app.db import session_scope
-    from app.models import BaseModelRecord
+    from app.core.db import session_scope
+    from app.core.tables import BaseModelRecord
     from worker.serving.app import create_app
 
     with session_scope() as session:

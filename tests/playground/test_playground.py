@@ -12,8 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.ids import new_id
-from app.models import Job, JobStatus
+from app.core.ids import new_id
+from app.core.tables import Job, JobStatus
 from tests.e2e.support import wait_for
 from tests.served import NEW_TOKENS, QUESTION, Served
 
@@ -22,7 +22,7 @@ PROMPTS = [QUESTION[0]["content"], "=SUM(A1)", "<script>alert(1)</script> Say hi
 
 def succeeded_job(base: str) -> str:
     """A finished chat job whose adapter the catalog serves as ``<base>:<job>``."""
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     job_id = new_id("ftjob")
     with session_scope() as session:
@@ -123,7 +123,7 @@ def test_batch_requests_are_validated(client: TestClient, tiny_model: str, adapt
 def test_a_batch_fails_with_a_message_when_the_model_server_is_down(
     client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
     get_settings.cache_clear()
@@ -140,7 +140,7 @@ def test_a_batch_is_read_only_by_the_member_who_made_it_and_admins(
     client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The answers come from the models its maker could see: to another member it does not exist."""
-    from app.config import get_settings
+    from app.core.config import get_settings
     from tests.accounts import bearer, make_user
 
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
@@ -159,10 +159,10 @@ def test_a_batch_is_read_only_by_the_member_who_made_it_and_admins(
 def test_a_batch_left_running_by_a_restart_is_picked_up_when_the_web_app_starts(
     client: TestClient, tiny_model: str, adapters: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
-    from app.db import session_scope
+    from app.core.config import get_settings
+    from app.core.db import session_scope
+    from app.core.tables import BatchOutput, BatchRun, BatchStatus
     from app.main import create_app
-    from app.models import BatchOutput, BatchRun, BatchStatus
 
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", "http://127.0.0.1:9")  # nothing listens there
     get_settings.cache_clear()
@@ -199,7 +199,7 @@ def test_the_page_renders_without_any_served_model(client: TestClient) -> None:
 @pytest.fixture
 def web(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The web app on the served models' database, its /v1 and batches going to that server."""
-    from app.config import get_settings
+    from app.core.config import get_settings
     from app.main import create_app
 
     for key in ("TUNEDECK_DATA_DIR", "DATABASE_URL"):

@@ -6,8 +6,8 @@ import re
 
 from fastapi.testclient import TestClient
 
+from app.core.spec import TrainingSpec
 from app.presets.builtins import BUILTIN_PRESETS
-from app.spec import TrainingSpec
 
 API = "/api/v1/presets"
 

@@ -53,7 +53,7 @@ def workers(configured: Path, database_url: str) -> Iterator[Workers]:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update({"TUNEDECK_LEASE_SECONDS": "3", "TUNEDECK_RETRY_BACKOFF_SECONDS": "1"})
     os.environ.update({"TUNEDECK_LEASE_SECONDS": "3", "TUNEDECK_RETRY_BACKOFF_SECONDS": "1"})
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     get_settings.cache_clear()
     pool = Workers(configured, env)
@@ -122,7 +122,7 @@ def redis_broker(tmp_path: Path, workers: Workers) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     server.start()
     os.environ["REDIS_URL"] = workers.env["REDIS_URL"] = server.url
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     get_settings.cache_clear()
     yield server

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import load_file
 
-from app.config import get_settings
+from app.core.config import get_settings
 from tests.e2e.support import INSTRUCTION_ROWS, wait_for
 from tests.reliability.conftest import Workers, finished, job_state
 from tests.worker.test_runner import create_job, events, upload

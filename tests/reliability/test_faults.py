@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.queue import send_training_task
+from app.core.queue import send_training_task
 from tests.e2e.support import INSTRUCTION_ROWS, check_adapter_in_fresh_process, wait_for
 from tests.reliability.conftest import Workers, finished, job_state
 from tests.worker.test_runner import create_job, events, upload

@@ -8,14 +8,14 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
-from app.db import read_session, session_scope
+from app.core.config import get_settings
+from app.core.db import read_session, session_scope
+from app.core.presence import announce
+from app.core.queue import GIB, queue_above, training_queue, worker_queues
+from app.core.tables import Job, JobStatus
+from app.core.timeutil import utcnow
 from app.jobs.leases import retry_or_fail
 from app.jobs.scheduling import claim_next, pass_on
-from app.models import Job, JobStatus
-from app.queue import GIB, queue_above, training_queue, worker_queues
-from app.timeutil import utcnow
-from app.workers import announce
 from tests.accounts import bearer, make_user
 from tests.e2e.support import INSTRUCTION_ROWS
 from tests.worker.test_runner import QUICK, upload

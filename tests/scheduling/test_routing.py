@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
-from app.db import read_session
-from app.workers import online_workers
+from app.core.config import get_settings
+from app.core.db import read_session
+from app.core.presence import online_workers
 from tests.accounts import bearer, make_user
 from tests.e2e.support import INSTRUCTION_ROWS, wait_for
 from tests.reliability.conftest import Workers, finished, job_state

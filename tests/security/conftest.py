@@ -27,8 +27,8 @@ def stored_files(data_dir: Path) -> list[Path]:
 
 
 def dataset_rows() -> int:
-    from app.db import read_session
-    from app.models import DatasetFile
+    from app.core.db import read_session
+    from app.core.tables import DatasetFile
 
     with read_session() as session:
         return len(session.exec(select(DatasetFile)).all())

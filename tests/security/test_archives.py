@@ -113,7 +113,7 @@ def test_unsafe_archives_are_refused_and_nothing_is_stored(client: TestClient, c
 def test_a_bomb_is_caught_while_inflating_whatever_its_headers_claim(
     client: TestClient, configured: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MAX_UPLOAD_BYTES", str(1 << 20))
     get_settings.cache_clear()

@@ -147,9 +147,9 @@ def test_the_job_form_validates_like_the_api(client: TestClient, tiny_model: str
 
 def test_a_job_being_merged_cannot_be_deleted(client: TestClient, configured: Path) -> None:
     """Deleting a job while its merge ran was accepted and crashed the merge task."""
-    from app.db import session_scope
-    from app.ids import new_id
-    from app.models import Job, JobStatus, Merge
+    from app.core.db import session_scope
+    from app.core.ids import new_id
+    from app.core.tables import Job, JobStatus, Merge
 
     with session_scope() as session:
         job = Job(id=new_id("ftjob"), model="tiny-llama", training_file="file-x", status=JobStatus.succeeded)

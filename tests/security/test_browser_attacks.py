@@ -57,8 +57,8 @@ def job(instance: Instance, job_id: str) -> dict[str, Any]:
 
 def add_event(instance: Instance, job_id: str, message: str) -> None:
     """Write an event into the instance's own database, as a worker would."""
-    from app.config import get_settings
-    from app.db import session_scope
+    from app.core.config import get_settings
+    from app.core.db import session_scope
     from app.jobs.service import add_event as add
 
     with pytest.MonkeyPatch.context() as env:

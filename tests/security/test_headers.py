@@ -21,7 +21,7 @@ def assert_locked_down(response: object, where: str) -> None:
 def test_error_answers_carry_the_security_headers(
     client: TestClient, anonymous: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     viewer = TestClient(client.app, headers=bearer(make_user("vera", "viewer")))
     answers = {

@@ -32,7 +32,7 @@ def model_folder(folder: Path, *extra: str) -> Path:
 @pytest.fixture
 def roots(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
     """Two model roots, and a folder outside both."""
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     first, second, outside = tmp_path / "models-a", tmp_path / "models-b", tmp_path / "elsewhere"
     model_folder(first / "tiny")
@@ -128,7 +128,7 @@ def test_model_ids_in_the_path_are_names_not_paths(client: TestClient, roots: tu
 def test_the_default_model_roots_are_the_model_cache_and_the_data_dirs_models(
     configured: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.delenv("TUNEDECK_MODEL_ROOTS", raising=False)
     monkeypatch.setenv("TUNEDECK_MODEL_CACHE_DIR", str(tmp_path / "cache"))
@@ -195,7 +195,7 @@ def test_the_worker_never_reads_pickle_weights_of_an_untrusted_model(tmp_path: P
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from app.spec import TrainingSpec
+    from app.core.spec import TrainingSpec
     from tests.tiny_model import TINY_CONFIG
     from worker.training.pipeline import Device, ModelLoadError, load_model
 

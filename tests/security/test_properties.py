@@ -111,8 +111,8 @@ def app_client(
     tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 ) -> Iterator[tuple[TestClient, dict[str, str], Path]]:
     from app.basemodels.service import register_model
-    from app.config import get_settings
-    from app.db import migrate, session_scope
+    from app.core.config import get_settings
+    from app.core.db import migrate, session_scope
     from app.main import create_app
 
     data_dir = tmp_path_factory.mktemp("properties") / "data"
@@ -137,7 +137,7 @@ def app_client(
 
 
 def _row_counts() -> dict[str, int]:
-    from app.db import get_engine
+    from app.core.db import get_engine
 
     engine = get_engine()
     with engine.connect() as connection:

@@ -59,8 +59,8 @@ def admin(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Ite
     """One database for every operation (a fresh one each would cost more than the requests),
     with an admin, the tiny model and a dataset for list and lookup routes to find."""
     from app.basemodels.service import register_model
-    from app.config import get_settings
-    from app.db import migrate, session_scope
+    from app.core.config import get_settings
+    from app.core.db import migrate, session_scope
 
     data_dir = tmp_path_factory.mktemp("schemathesis") / "data"
     data_dir.mkdir()

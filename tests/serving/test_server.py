@@ -140,7 +140,7 @@ def test_a_client_that_disconnects_stops_its_generation(served: Served) -> None:
 def test_the_web_app_passes_v1_through(
     served: Served, references: dict[str, str], client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
     # This web app has a database of its own, so it calls the server as any client would: with a

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.storage import S3ArtifactStore, S3Location
+from app.core.storage import S3ArtifactStore, S3Location
 from tests.e2e.support import free_port, stop, wait_for
 
 # moto accepts any credentials; these never leave the test machine.

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.storage import MARKER
+from app.core.storage import MARKER
 from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, server_process
 from tests.served import NEW_TOKENS, QUESTION, reference
 from tests.storage.conftest import CREDENTIALS, S3Server, bucket_keys
@@ -36,8 +36,8 @@ def sqlite_only(database_url: str) -> None:
 @pytest.fixture
 def s3_settings(configured: Path, s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """This test's settings switched to an S3 store on a fresh bucket; yields the bucket."""
-    from app.config import get_settings
-    from app.storage import _cached_client
+    from app.core.config import get_settings
+    from app.core.storage import _cached_client
 
     bucket = s3_server.new_bucket()
     monkeypatch.setenv("TUNEDECK_STORAGE", "s3")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.storage import (
+from app.core.storage import (
     MARKER,
     ArtifactKeyError,
     ArtifactStore,
@@ -224,7 +224,7 @@ def test_local_path_downloads_once_and_reuses_the_copy(s3_store: S3ArtifactStore
 def test_get_store_picks_the_backend_from_the_settings(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, s3_server: S3Server
 ) -> None:
-    from app.config import get_settings
+    from app.core.config import get_settings
 
     monkeypatch.setenv("TUNEDECK_DATA_DIR", str(tmp_path))
     for name in ("TUNEDECK_STORAGE", "TUNEDECK_ARTIFACTS_DIR", "TUNEDECK_S3_BUCKET", "TUNEDECK_S3_PREFIX"):

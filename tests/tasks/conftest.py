@@ -30,7 +30,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 
 def register(name: str, folder: Path) -> str:
     from app.basemodels.service import register_model
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     with session_scope() as session:
         register_model(session=session, name=name, folder=folder)

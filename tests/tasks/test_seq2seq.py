@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from app import metric_names
+from app.core import metric_names
 from tests.tasks.conftest import create_job, metrics, run_fresh, upload
 from worker.training.runner import run_job
 

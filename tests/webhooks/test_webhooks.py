@@ -10,14 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import col, select
 
-from app.config import Settings, get_settings
-from app.db import read_session, session_scope
-from app.ids import new_id
+from app.core.config import Settings, get_settings
+from app.core.db import read_session, session_scope
+from app.core.ids import new_id
+from app.core.tables import AuditEvent, DeliveryStatus, Job, JobStatus, User, WebhookDelivery
+from app.core.timeutil import utcnow
 from app.jobs.leases import reap_expired
 from app.jobs.monitor import Alert
 from app.jobs.service import cancel_job
-from app.models import AuditEvent, DeliveryStatus, Job, JobStatus, User, WebhookDelivery
-from app.timeutil import utcnow
 from app.webhooks.delivery import backoff_seconds, deliver_due
 from tests.accounts import bearer, make_user
 from tests.e2e.support import INSTRUCTION_ROWS, free_port

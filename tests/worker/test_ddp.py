@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
-from app import metric_names
-from app.db import read_session
-from app.models import Checkpoint, Metric
-from app.storage import get_store
+from app.core import metric_names
+from app.core.db import read_session
+from app.core.storage import get_store
+from app.core.tables import Checkpoint, Metric
 from tests.e2e.support import INSTRUCTION_ROWS
 from tests.worker.test_runner import create_job, events, upload
 from worker.training.ddp_entry import DistributedTrainingError, conclude, result_path

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.config import get_settings
+from app.core.config import get_settings
 from tests.e2e.support import INSTRUCTION_ROWS
 from tests.worker.test_runner import create_job, events, upload
 from worker.training.runner import run_job

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.db import read_session
-from app.models import Job
+from app.core.db import read_session
+from app.core.tables import Job
 from tests.e2e.support import INSTRUCTION_ROWS
 from worker.training.runner import run_job
 
@@ -89,7 +89,7 @@ def test_missing_weights_fail_with_a_model_load_message(
     client: TestClient, tiny_model_dir: Path, tmp_path: Path, configured: Path, sqlite_only: None
 ) -> None:
     from app.basemodels.service import register_model
-    from app.db import session_scope
+    from app.core.db import session_scope
 
     broken = tmp_path / "broken"
     shutil.copytree(tiny_model_dir, broken)
@@ -125,7 +125,7 @@ def test_loss_covers_only_the_response_tokens(tiny_model_dir: Path) -> None:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from app.spec import TrainingSpec
+    from app.core.spec import TrainingSpec
     from worker.training.data import to_prompt_completion
     from worker.training.pipeline import load_model, load_tokenizer, lora_config, pick_device, sft_config
 

@@ -17,12 +17,12 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth import service as accounts
 from app.auth.deps import internal_token, same_secret
-from app.config import get_settings
-from app.db import read_session, session_scope
-from app.models import Role
+from app.core.config import get_settings
+from app.core.db import read_session, session_scope
+from app.core.storage import get_store
+from app.core.tables import Role
 from app.security import SecurityHeaders
 from app.serving.catalog import ServedModel, resolve, served_models
-from app.storage import get_store
 from worker.serving import ops
 from worker.serving.engine import Engine, Result, Sampling
 

@@ -13,8 +13,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlmodel import select
 
-from app.db import read_session
-from app.models import BaseModelRecord
+from app.core.db import read_session
+from app.core.tables import BaseModelRecord
 from app.ops.health import NotReady, check_database, check_storage, readiness
 from app.ops.metrics import CountRequests, HttpMetrics, exposition, scrape_refusal
 

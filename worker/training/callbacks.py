@@ -10,11 +10,11 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from app import metric_names
-from app.faults import fault, pause
+from app.core import metric_names
+from app.core.faults import fault, pause
+from app.core.spec import TrainingSpec
+from app.core.storage import ArtifactStore
 from app.jobs.monitor import Alert, TrainingMonitor
-from app.spec import TrainingSpec
-from app.storage import ArtifactStore
 from worker.training.reporting import JobCancelled, JobReporter
 
 LOG_KEYS = {

@@ -2,10 +2,10 @@
 
 from typing import Any
 
+from app.core.storage import ArtifactStore
+from app.core.tables import Job
 from app.datasets.parsing import to_messages
 from app.datasets.service import read_split
-from app.models import Job
-from app.storage import ArtifactStore
 
 
 class TrainingDataError(ValueError):

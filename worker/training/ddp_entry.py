@@ -26,11 +26,11 @@ from typing import Any
 
 import torch
 
-from app.db import read_session
+from app.core.db import read_session
+from app.core.spec import TrainingSpec
+from app.core.storage import get_store
+from app.core.tables import BaseModelRecord, Job
 from app.jobs.monitor import Alert
-from app.models import BaseModelRecord, Job
-from app.spec import TrainingSpec
-from app.storage import get_store
 from worker.training import ddp
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.pipeline import ModelLoadError, TrainOutcome

@@ -18,10 +18,10 @@ from transformers import (
 from transformers.utils import is_flash_attn_2_available
 from trl import SFTConfig, SFTTrainer
 
-from app.faults import pause
+from app.core.faults import pause
+from app.core.spec import TrainingSpec
+from app.core.storage import ArtifactStore
 from app.jobs.monitor import Alert
-from app.spec import TrainingSpec
-from app.storage import ArtifactStore
 from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback

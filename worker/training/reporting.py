@@ -10,14 +10,14 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, delete, select, update
 
-from app import metric_names
-from app.db import read_session, session_scope
-from app.ids import new_id
+from app.core import metric_names
+from app.core.db import read_session, session_scope
+from app.core.ids import new_id
+from app.core.tables import Checkpoint, Job, JobStatus, Metric, WebhookEvent
+from app.core.timeutil import utcnow
 from app.jobs.monitor import Alert
 from app.jobs.scheduling import charge
 from app.jobs.service import add_event
-from app.models import Checkpoint, Job, JobStatus, Metric, WebhookEvent
-from app.timeutil import utcnow
 from app.webhooks.service import emit, emit_finished
 
 ATTEMPT_STATUSES = (JobStatus.validating_files, JobStatus.running)  # an attempt under way
@@ -95,7 +95,7 @@ class JobReporter:
         """A transaction that first proves this attempt still owns the job (the fencing token)."""
         with session_scope() as session:
             if quick and session.get_bind().dialect.name == "sqlite":
-                # reset to the engine's default when the connection is next checked out (app.db)
+                # reset to the engine's default when the connection is next checked out (app.core.db)
                 session.connection().exec_driver_sql(f"PRAGMA busy_timeout={QUICK_BUSY_TIMEOUT_MS}")
             owned = session.exec(
                 update(Job)

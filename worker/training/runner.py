@@ -9,16 +9,16 @@ from pathlib import Path
 
 import torch
 
-from app.db import read_session, session_scope
-from app.faults import pause
+from app.core.db import read_session, session_scope
+from app.core.faults import pause
+from app.core.logs import job_context
+from app.core.queue import GIB
+from app.core.spec import TrainingSpec
+from app.core.storage import ArtifactStore, get_store
+from app.core.tables import BaseModelRecord, Job, JobStatus
+from app.core.timeutil import utcnow
 from app.jobs.leases import retry_or_fail
 from app.jobs.scheduling import Claim, claim_next, pass_on, wake_owner
-from app.logs import job_context
-from app.models import BaseModelRecord, Job, JobStatus
-from app.queue import GIB
-from app.spec import TrainingSpec
-from app.storage import ArtifactStore, get_store
-from app.timeutil import utcnow
 from worker.beacon import advertised_memory_gib
 from worker.lease import Heartbeat
 from worker.training.classification import train_classifier

@@ -10,8 +10,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from app.spec import TrainingSpec
-from app.storage import ArtifactStore
+from app.core.spec import TrainingSpec
+from app.core.storage import ArtifactStore
 from worker.training.data import to_source_target
 from worker.training.pipeline import TrainOutcome, start_training, train_and_save
 from worker.training.reporting import JobReporter

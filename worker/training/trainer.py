@@ -10,8 +10,8 @@ from typing import Any
 from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerControl, TrainerState, TrainingArguments
 
-from app import metric_names
-from app.spec import TrainingSpec
+from app.core import metric_names
+from app.core.spec import TrainingSpec
 from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback

@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from app.config import get_settings
-from app.paths import resource_dir
+from app.core.config import get_settings
+from app.core.paths import resource_dir
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 

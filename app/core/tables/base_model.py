@@ -5,7 +5,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from app.timeutil import UTCDateTime, utcnow
+from app.core.timeutil import UTCDateTime, utcnow
 
 
 class BaseModelRecord(SQLModel, table=True):

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
 
 DOWNLOADABLE_SUFFIXES = frozenset({".safetensors", ".json", ".jinja", ".md", ".txt", ".model"})
 

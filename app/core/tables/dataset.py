@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from app.timeutil import UTCDateTime, utcnow
+from app.core.timeutil import UTCDateTime, utcnow
 
 
 class DatasetFile(SQLModel, table=True):

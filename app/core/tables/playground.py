@@ -6,7 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from app.timeutil import UTCDateTime, utcnow
+from app.core.timeutil import UTCDateTime, utcnow
 
 PROMPT_CHARS = 2000  # a vote keeps this much of its prompt
 

@@ -8,7 +8,7 @@ act while a stage is under way). Unset, every lookup is None and nothing changes
 
 import time
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 KNOWN = {
     "oom_at_step",

@@ -7,9 +7,9 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
-from app.db import session_scope
-from app.models import Job, JobStatus, ProcessRecord, WorkerRecord
-from app.timeutil import utcnow
+from app.core.db import session_scope
+from app.core.tables import Job, JobStatus, ProcessRecord, WorkerRecord
+from app.core.timeutil import utcnow
 
 BEAT_SECONDS = 10.0
 ONLINE_WITHIN = timedelta(seconds=3 * BEAT_SECONDS)

@@ -3,7 +3,7 @@
 from functools import cache
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[1]  # the app package (app/core/paths.py)
 
 
 @cache

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from app.timeutil import UTCDateTime, utcnow
+from app.core.timeutil import UTCDateTime, utcnow
 
 
 class WorkerRecord(SQLModel, table=True):

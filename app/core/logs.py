@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.config import get_settings
+from app.core.config import get_settings
 
 CONFIG_FILE = Path(__file__).with_name("logging.json")
 TEXT_FORMAT = "%(asctime)s tunedeck %(levelname)s %(message)s"

@@ -1,12 +1,12 @@
 """Database tables. Alembic (``migrations/``) owns the schema; these describe it."""
 
-from app.models.account import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
-from app.models.base_model import BaseModelRecord
-from app.models.dataset import DatasetFile
-from app.models.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
-from app.models.playground import BatchOutput, BatchRun, BatchStatus, Vote
-from app.models.preset import Preset
-from app.models.webhook import (
+from app.core.tables.account import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
+from app.core.tables.base_model import BaseModelRecord
+from app.core.tables.dataset import DatasetFile
+from app.core.tables.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
+from app.core.tables.playground import BatchOutput, BatchRun, BatchStatus, Vote
+from app.core.tables.preset import Preset
+from app.core.tables.webhook import (
     SUBSCRIBABLE_EVENTS,
     DeliveryStatus,
     Webhook,
@@ -14,7 +14,7 @@ from app.models.webhook import (
     WebhookEvent,
     WebhookScope,
 )
-from app.models.worker import ProcessRecord, WorkerRecord
+from app.core.tables.worker import ProcessRecord, WorkerRecord
 
 __all__ = [
     "SUBSCRIBABLE_EVENTS",

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Celery
 
-from app.config import Settings, get_settings
+from app.core.config import Settings, get_settings
 
 TRAIN_TASK = "tunedeck.train"
 MERGE_TASK = "tunedeck.merge"
