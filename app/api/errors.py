@@ -1,6 +1,7 @@
 """Errors as the OpenAI API shapes them: ``{"error": {"message", "type", "param", "code"}}``.
 
-Service exceptions map to status codes here, once, for JSON and HTML routes alike.
+Errors map to answers here, once, for JSON and HTML routes alike, by their core class
+(app/core/errors.py): this module knows no domain.
 """
 
 from typing import Any
@@ -12,13 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.api.error_shape import error_body
-from app.auth.deps import Forbidden, NotAuthenticated
-from app.auth.service import AccountError
-from app.basemodels.service import ModelFolderInvalid, ModelPathNotAllowed
-from app.datasets.parsing import DatasetInvalid
-from app.datasets.service import NotFound
-from app.jobs.service import AdviceBlocked, InvalidJobRequest, JobConflict
-from app.presets.service import PresetConflict
+from app.core.errors import NotAuthenticated, TunedeckError
 from app.web import templates
 
 
@@ -35,7 +30,8 @@ def _respond(request: Request, status: int, body: dict[str, Any]) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn service exceptions into 4xx responses."""
+    """Register the handlers that turn errors into 4xx answers: any TunedeckError by what it
+    carries (status, param, code, details), request validation, and Starlette's HTTP errors."""
 
     @app.exception_handler(NotAuthenticated)
     async def _not_authenticated(request: Request, exc: NotAuthenticated) -> Response:
@@ -45,65 +41,13 @@ def install_error_handlers(app: FastAPI) -> None:
             if request.headers.get("HX-Request"):
                 return Response(status_code=401, headers={"HX-Redirect": login})
             return RedirectResponse(login, status_code=303)
-        body = error_body(str(exc), status=401, code="invalid_api_key")
+        body = error_body(str(exc), status=401, code=exc.code)
         return JSONResponse(body, status_code=401, headers={"WWW-Authenticate": "Bearer"})
 
-    @app.exception_handler(Forbidden)
-    async def _forbidden(request: Request, exc: Forbidden) -> Response:
-        return _respond(request, 403, error_body(str(exc), status=403, code="forbidden"))
-
-    @app.exception_handler(AccountError)
-    async def _account(request: Request, exc: AccountError) -> Response:
-        body = error_body(str(exc), status=exc.status, param=exc.param, code="invalid_" + exc.param)
+    @app.exception_handler(TunedeckError)
+    async def _tunedeck(request: Request, exc: TunedeckError) -> Response:
+        body = error_body(str(exc), status=exc.status, param=exc.param, code=exc.code, **exc.details())
         return _respond(request, exc.status, body)
-
-    @app.exception_handler(NotFound)
-    async def _not_found(request: Request, exc: NotFound) -> Response:
-        return _respond(request, 404, error_body(str(exc), status=404, code="not_found"))
-
-    @app.exception_handler(DatasetInvalid)
-    async def _dataset_invalid(request: Request, exc: DatasetInvalid) -> Response:
-        details = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
-        body = error_body(
-            str(exc),
-            status=422,
-            param="file",
-            code="invalid_file",
-            details=details,
-            total=exc.total,
-        )
-        return _respond(request, 422, body)
-
-    @app.exception_handler(InvalidJobRequest)
-    async def _invalid_job(request: Request, exc: InvalidJobRequest) -> Response:
-        return _respond(
-            request,
-            400,
-            error_body(str(exc), status=400, param=exc.param, code="invalid_" + exc.param),
-        )
-
-    @app.exception_handler(AdviceBlocked)
-    async def _blocked(request: Request, exc: AdviceBlocked) -> Response:
-        details = [{"field": c.field, "code": c.code, "message": c.message} for c in exc.checks]
-        param = exc.checks[0].field
-        body = error_body(str(exc), status=422, param=param, code=exc.checks[0].code, details=details)
-        return _respond(request, 422, body)
-
-    @app.exception_handler(JobConflict)
-    async def _conflict(request: Request, exc: JobConflict) -> Response:
-        return _respond(request, 409, error_body(str(exc), status=409, code="invalid_state"))
-
-    @app.exception_handler(PresetConflict)
-    async def _preset_conflict(request: Request, exc: PresetConflict) -> Response:
-        return _respond(request, 409, error_body(str(exc), status=409, param=exc.param, code=exc.code))
-
-    @app.exception_handler(ModelFolderInvalid)
-    async def _bad_model(request: Request, exc: ModelFolderInvalid) -> Response:
-        return _respond(request, 400, error_body(str(exc), status=400, param="model", code="invalid_model"))
-
-    @app.exception_handler(ModelPathNotAllowed)
-    async def _bad_model_path(request: Request, exc: ModelPathNotAllowed) -> Response:
-        return _respond(request, 400, error_body(str(exc), status=400, param="path", code="invalid_path"))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -11,11 +11,11 @@ from typing import Any
 from fastapi import Request
 from sqlmodel import Session, col, or_
 
-from app.auth.deps import Forbidden, Principal, client_ip
+from app.auth.deps import Principal, client_ip
 from app.auth.service import audit
+from app.core.errors import Forbidden, NotFound
 from app.core.tables import DatasetFile, Job, Role
 from app.datasets import service as datasets
-from app.datasets.service import NotFound
 from app.jobs import service as jobs
 from app.jobs.scheduling import MEMBER_MAX_PRIORITY
 

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from app.auth import service
 from app.core.config import get_settings
 from app.core.db import read_session, session_scope
+from app.core.errors import Forbidden, NotAuthenticated
 from app.core.tables import Role
 
 SESSION_COOKIE = "tunedeck_session"
@@ -26,14 +27,6 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # What a viewer may send besides reads: chatting and voting in the playground, their own account.
 VIEWER_MAY_POST = ("/v1/", "/api/v1/playground/", "/account", "/api/v1/me", "/logout")
 PASSWORD_PAGE = "/account/password"
-
-
-class NotAuthenticated(Exception):
-    """No valid credentials: 401 for API clients, a redirect to the login page for browsers."""
-
-
-class Forbidden(Exception):
-    """Authenticated, but not allowed to do this (403); the message says who may."""
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
+from app.core.errors import InvalidRequest
 from app.core.tables import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.core.timeutil import utcnow
 
@@ -29,12 +30,11 @@ MAX_FAILURES_PER_USER = 5
 MAX_FAILURES_PER_IP = 20
 
 
-class AccountError(ValueError):
+class AccountError(InvalidRequest):
     """A request about accounts that cannot be done as asked; the message says what to change."""
 
     def __init__(self, message: str, param: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param, code=f"invalid_{param}")
         self.status = status
 
 

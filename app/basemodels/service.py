@@ -10,19 +10,25 @@ from pathlib import Path
 from sqlmodel import Session, col, func, select
 
 from app.basemodels.inspect import UnreadableModel, read_safetensors_header
+from app.core.errors import InvalidRequest, NotFound
 from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge
-from app.datasets.service import NotFound
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
-class ModelFolderInvalid(ValueError):
+class ModelFolderInvalid(InvalidRequest):
     """The folder cannot be registered; the message says why."""
+
+    param = "model"
+    code = "invalid_model"
 
 
 class ModelPathNotAllowed(ModelFolderInvalid):
     """The path lies outside the folders admins may register models from (TUNEDECK_MODEL_ROOTS)."""
+
+    param = "path"
+    code = "invalid_path"
 
 
 def allowed_model_folder(path: str, roots: list[Path]) -> Path:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.errors import Unprocessable
+
 MAX_REPORTED_PROBLEMS = 50
 ROLES = ("system", "user", "assistant")
 
@@ -31,8 +33,11 @@ class Problem:
         return f"{where}: {self.field + ': ' if self.field else ''}{self.message}"
 
 
-class DatasetInvalid(ValueError):
+class DatasetInvalid(Unprocessable):
     """The upload was refused; ``problems`` says what to fix."""
+
+    param = "file"
+    code = "invalid_file"
 
     def __init__(self, problems: list[Problem], total: int | None = None) -> None:
         self.problems = problems[:MAX_REPORTED_PROBLEMS]
@@ -40,6 +45,10 @@ class DatasetInvalid(ValueError):
         more = f" (and {self.total - len(self.problems)} more)" if self.total > len(self.problems) else ""
         summary = "; ".join(p.describe() for p in self.problems[:3])
         super().__init__(f"{self.total} problem(s) in the dataset{more}: {summary}")
+
+    def details(self) -> dict[str, Any]:
+        problems = [{"line": p.line, "field": p.field, "message": p.message} for p in self.problems]
+        return {"details": problems, "total": self.total}
 
 
 @dataclass

@@ -14,6 +14,7 @@ from sqlmodel import Session, col, func, or_, select
 
 from app.core.config import get_settings
 from app.core.db import on_rollback
+from app.core.errors import NotFound
 from app.core.faults import pause
 from app.core.ids import new_id
 from app.core.storage import ArtifactStore
@@ -32,10 +33,6 @@ from app.tokenizer import chat_tokenizer
 
 SPLITS = ("train", "validation")
 SEED_MAX = 2**31 - 1  # what every database's integer column holds
-
-
-class NotFound(LookupError):
-    """No such object (or not visible to the caller)."""
 
 
 def create_dataset(

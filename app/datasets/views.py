@@ -13,6 +13,7 @@ from app.auth.access import can_manage, dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser, Principal
 from app.basemodels.service import list_models
 from app.core.config import get_settings
+from app.core.errors import NotFound
 from app.datasets import service
 from app.datasets.api import read_upload
 from app.datasets.parsing import DatasetInvalid, Problem
@@ -141,7 +142,7 @@ def _visible_parent(session: SessionDep, user: Principal, parent_id: str | None)
         return None
     try:
         return dataset_for(session, parent_id, user)
-    except service.NotFound:
+    except NotFound:
         return None
 
 

@@ -11,6 +11,7 @@ from app.basemodels.inspect import UnreadableModel, inspect_model
 from app.basemodels.service import get_model
 from app.core.config import get_settings
 from app.core.db import after_commit
+from app.core.errors import Conflict, InvalidRequest, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.core.queue import dispatch_training_task
 from app.core.spec import TrainingSpec
@@ -18,30 +19,34 @@ from app.core.storage import ArtifactStore
 from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
 from app.core.tables.job import MERGE_UNDER_WAY
 from app.core.timeutil import utcnow
-from app.datasets.service import NotFound, get_dataset, token_stats
+from app.datasets.service import get_dataset, token_stats
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.jobs.scheduling import WAITING, gpu_check, memory_check
 from app.webhooks.service import emit_finished
 
 
-class JobConflict(ValueError):
+class JobConflict(Conflict):
     """The job is not in a state that allows this (e.g. cancelling a finished job)."""
 
 
-class AdviceBlocked(ValueError):
+class AdviceBlocked(Unprocessable):
     """The advisor found errors: the job cannot run as specified."""
 
     def __init__(self, checks: list[Check]) -> None:
         self.checks = checks
-        super().__init__("; ".join(check.message for check in checks))
+        super().__init__(
+            "; ".join(check.message for check in checks), param=checks[0].field, code=checks[0].code
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {"details": [{"field": c.field, "code": c.code, "message": c.message} for c in self.checks]}
 
 
-class InvalidJobRequest(ValueError):
+class InvalidJobRequest(InvalidRequest):
     """A job request names something unusable; ``param`` says which field."""
 
     def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param, code=f"invalid_{param}")
 
 
 def create_job(

@@ -21,9 +21,10 @@ from app.auth.access import (
 from app.auth.deps import CurrentUser, Principal
 from app.auth.service import list_users
 from app.basemodels.service import list_models
+from app.core.errors import NotFound
 from app.core.presence import online_workers, supervised_processes
 from app.core.tables import JobStatus
-from app.datasets.service import NotFound, dataset_filenames, list_datasets
+from app.datasets.service import dataset_filenames, list_datasets
 from app.jobs import merging, service
 from app.jobs.api import launch_job
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
@@ -271,7 +272,7 @@ def _submit(
     try:
         job = launch_job(session=session, store=store, request=request, user=user, body=body)
     except service.InvalidJobRequest as exc:
-        return _form_page(request, session, user, values, {exc.param: str(exc)}, status=400)
+        return _form_page(request, session, user, values, {exc.param or "form": str(exc)}, status=400)
     except service.AdviceBlocked as exc:
         errors = {check.field or "form": check.message for check in exc.checks}
         return _form_page(request, session, user, values, errors, status=422)

@@ -4,28 +4,17 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import SessionDep, StoreDep, commit
-from app.api.error_shape import error_body
 from app.auth.deps import CurrentUser
 from app.playground import batch as batches
 from app.playground import exports, service
 from app.playground.schemas import BatchCreate, BatchPublic, VoteCreate, VotePublic, VoteSummary
-from app.playground.service import PlaygroundInvalid
 
 router = APIRouter(prefix="/api/v1/playground", tags=["playground"])
 
 
-def _invalid(exc: PlaygroundInvalid) -> JSONResponse:
-    return JSONResponse(error_body(str(exc), status=422, param=exc.param, code=exc.code), status_code=422)
-
-
 @router.post("/votes", response_model=VotePublic, summary="Record a blind A/B vote between two served models")
 def create_vote(session: SessionDep, store: StoreDep, user: CurrentUser, body: VoteCreate) -> Response:
-    try:
-        vote = service.record_vote(
-            session=session, store=store, viewer_id=user.viewer_id, **body.model_dump()
-        )
-    except PlaygroundInvalid as exc:
-        return _invalid(exc)
+    vote = service.record_vote(session=session, store=store, viewer_id=user.viewer_id, **body.model_dump())
     commit(session)
     return JSONResponse(VotePublic.of(vote).model_dump())
 
@@ -39,12 +28,9 @@ def vote_summary(session: SessionDep, user: CurrentUser) -> VoteSummary:
     "/batches", response_model=BatchPublic, summary="Answer prompts with 2–4 models, in the background"
 )
 def create_batch(session: SessionDep, store: StoreDep, user: CurrentUser, body: BatchCreate) -> Response:
-    try:
-        batch = batches.create_batch(
-            session=session, store=store, body=body, viewer_id=user.viewer_id, owner_id=user.user_id
-        )
-    except PlaygroundInvalid as exc:
-        return _invalid(exc)
+    batch = batches.create_batch(
+        session=session, store=store, body=body, viewer_id=user.viewer_id, owner_id=user.user_id
+    )
     commit(session)
     return JSONResponse(BatchPublic.of(batch, []).model_dump(mode="json"))
 

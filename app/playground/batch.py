@@ -11,12 +11,13 @@ from sqlmodel import Session, col, select
 from app.auth.deps import internal_token
 from app.core.config import get_settings
 from app.core.db import after_commit, session_scope
+from app.core.errors import NotFound
 from app.core.ids import new_id
 from app.core.storage import ArtifactStore
 from app.core.tables import BatchOutput, BatchRun, BatchStatus, DatasetFile, Job
 from app.core.timeutil import utcnow
 from app.datasets.parsing import to_messages
-from app.datasets.service import NotFound, read_split
+from app.datasets.service import read_split
 from app.jobs.service import get_job
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
 from app.playground.service import PlaygroundInvalid, check_served

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.core.errors import Unprocessable
 from app.core.ids import new_id
 from app.core.storage import ArtifactStore
 from app.core.tables import Job, Vote
@@ -16,13 +17,11 @@ from app.serving.catalog import ServedModel, served_models
 KIND_TITLES = {"base": "Base models", "adapter": "Adapters", "checkpoint": "Checkpoints", "merged": "Merged"}
 
 
-class PlaygroundInvalid(ValueError):
+class PlaygroundInvalid(Unprocessable):
     """A request names models that are not served, or asks for something impossible (a 422)."""
 
     def __init__(self, message: str, *, param: str, code: str = "invalid_value") -> None:
-        super().__init__(message)
-        self.param = param
-        self.code = code
+        super().__init__(message, param=param, code=code)
 
 
 def model_groups(models: list[ServedModel]) -> list[tuple[str, list[ServedModel]]]:

@@ -5,22 +5,17 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from app.core.errors import Conflict, NotFound
 from app.core.ids import new_id
 from app.core.spec import TrainingSpec
 from app.core.tables import Preset
-from app.datasets.service import NotFound
 from app.presets.builtins import BUILTIN_PRESETS, BUILTINS_BY_ID, BuiltinPreset
 
 AnyPreset = BuiltinPreset | Preset
 
 
-class PresetConflict(ValueError):
+class PresetConflict(Conflict):
     """The name is taken, or the preset is built-in and cannot change; ``param`` says which field."""
-
-    def __init__(self, message: str, *, code: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.param = param
 
 
 def preset_values(preset: AnyPreset) -> dict[str, Any]:

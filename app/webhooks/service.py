@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 
 from sqlmodel import Session, col, delete, or_, select
 
-from app.auth.deps import Forbidden, Principal
+from app.auth.deps import Principal
 from app.core.config import get_settings
+from app.core.errors import Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
 from app.core.tables import (
     SUBSCRIBABLE_EVENTS,
@@ -31,7 +32,6 @@ from app.core.tables import (
     WebhookScope,
 )
 from app.core.timeutil import utcnow
-from app.datasets.service import NotFound
 
 SECRET_PREFIX = "whsec_"
 MAX_URL_LENGTH = 2000
@@ -42,12 +42,12 @@ FINISHED = {
 }
 
 
-class WebhookInvalid(ValueError):
-    """A hook that cannot be made as asked; the message says what to change."""
+class WebhookInvalid(Unprocessable):
+    """A hook that cannot be made as asked; the message says what to change (a ValueError, so it
+    also works inside the request schema's validators)."""
 
     def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
+        super().__init__(message, param=param, code=f"invalid_{param}")
 
 
 # ---- checks ----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from sqlmodel import Session
 
 from app.api.deps import SessionDep, commit
 from app.auth.access import log_action
-from app.auth.deps import CurrentUser, Forbidden
+from app.auth.deps import CurrentUser
+from app.core.errors import Forbidden
 from app.core.tables import SUBSCRIBABLE_EVENTS, WebhookScope
 from app.web import templates
 from app.webhooks import service
