@@ -1,4 +1,5 @@
-"""tunedeck's web side: settings, database models, services, REST API and HTML views.
+"""tunedeck's web side: the shared core (app/core), each domain's service, REST API and pages, and
+the `tunedeck` command.
 
-Nothing in this package imports torch; the GPU side lives in ``worker/``.
+Nothing in this package imports torch or ``worker/``; the GPU side lives there (docs/architecture.md).
 """

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 from app.core.config import get_settings
 from app.core.logs import CONFIG_FILE as LOG_CONFIG_FILE
 from app.core.logs import configure_logging
+from app.core.queue import short_queue
 
 if TYPE_CHECKING:
     from app.supervisor import Child
@@ -208,9 +209,13 @@ def bootstrap() -> None:
         marker.touch()
 
 
-def _worker_command(name: str) -> list[str]:
+def _worker_command(name: str, lanes: str | None = None) -> list[str]:
+    """A Celery worker; ``lanes`` (train, short or both; default TUNEDECK_WORKER_LANES) sets
+    what it takes. The rest of its queues are added once it is set up (worker/celery_app.py)."""
     settings = get_settings()
     quiet = ["--quiet"] if settings.log_format == "json" else []  # no banner: every line is JSON
+    lanes = lanes or settings.worker_lanes
+    first_queue = settings.queue if "train" in lanes.split(",") else short_queue()
     return [
         sys.executable,
         "-m",
@@ -224,7 +229,7 @@ def _worker_command(name: str) -> list[str]:
         "--concurrency",
         "1",
         "--queues",
-        settings.queue,
+        first_queue,
         "--hostname",
         name,
         "--loglevel",
@@ -273,7 +278,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     name = args.name or f"tunedeck-{os.getpid()}@{socket.gethostname()}"
-    os.execv(sys.executable, _worker_command(name))
+    if args.lanes:
+        os.environ["TUNEDECK_WORKER_LANES"] = args.lanes  # read again by the exec'd worker
+    os.execv(sys.executable, _worker_command(name, args.lanes))
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -294,10 +301,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     bootstrap()
     ensure_first_admin()
     worker_name = f"tunedeck-{os.getpid()}@{socket.gethostname()}"
+    short_name = f"tunedeck-short-{os.getpid()}@{socket.gethostname()}"  # merges, webhooks, batches
     serve_port = args.serve_port or args.port + 1
     env = dict(os.environ)
-    if "TUNEDECK_MODEL_SERVER_URL" not in env:  # the web app's /v1 and playground go to our server
+    if "TUNEDECK_MODEL_SERVER_URL" not in env:  # /v1 and the playground's batches go to our server
         env["TUNEDECK_MODEL_SERVER_URL"] = f"http://{args.host}:{serve_port}"
+    both_env, short_env = ({**env, "TUNEDECK_WORKER_LANES": lanes} for lanes in ("train,short", "short"))
 
     def worker_died(child: Child, code: int) -> None:
         _release_jobs(worker_name, reason=f"the worker {child.last_exit}; tunedeck run starts it again")
@@ -306,7 +315,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(
         [
             Child("web app", _web_command(args.host, args.port), env=env),
-            Child(f"worker {worker_name}", _worker_command(worker_name), on_exit=worker_died),
+            Child(
+                f"worker {worker_name}",
+                _worker_command(worker_name, "train,short"),
+                env=both_env,
+                on_exit=worker_died,
+            ),
+            Child(f"short-lane worker {short_name}", _worker_command(short_name, "short"), env=short_env),
             Child("model server", _serve_command(args.host, serve_port)),
         ],
         restart_limit=settings.restart_limit,
@@ -375,9 +390,9 @@ def _release_jobs(worker_name: str, *, reason: str) -> None:
     leases); the next attempt resumes each from its newest checkpoint. The worker's row goes
     offline at once instead of when its heartbeat grows old."""
     from app.core.db import session_scope
+    from app.core.leases import retry_or_fail
     from app.core.presence import sign_off
-    from app.core.tables import Job
-    from app.jobs.leases import ACTIVE, retry_or_fail
+    from app.core.tables import ACTIVE, Job
 
     with session_scope() as session:
         query = select(Job).where(col(Job.worker) == worker_name, col(Job.status).in_(ACTIVE))
@@ -414,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     web.set_defaults(func=cmd_web)
     worker = add("worker", "start only a Celery training worker")
     worker.add_argument("--name", default=None)
+    worker.add_argument(
+        "--lanes",
+        default=None,
+        choices=("train", "short", "train,short"),
+        help="what it takes: training jobs, short work (merges, webhooks, batch compares) or both "
+        "(default TUNEDECK_WORKER_LANES: both)",
+    )
     worker.set_defaults(func=cmd_worker)
     add("migrate", "apply database migrations").set_defaults(func=cmd_migrate)
     models = sub.add_parser("models", help="manage base models")
@@ -438,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     key_create.add_argument("--user", required=True, help="the username the key acts as")
     key_create.add_argument("--name", required=True, help="what the key is for, e.g. ci")
     key_create.set_defaults(func=cmd_api_key_create)
-    from app.client.cli import add_client_commands  # `jobs`, `datasets`: clients of a running server
+    from app.client.commands import add_client_commands  # `jobs`, `datasets`: clients of a running server
 
     add_client_commands(sub)
     return parser

@@ -1,50 +1,32 @@
 """The FastAPI application: REST API under /api/v1, HTML pages under /."""
 
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api.errors import install_error_handlers
 from app.auth import api as accounts_api
 from app.auth import views as accounts_views
 from app.auth.deps import current_user
 from app.basemodels import api as models_api
 from app.basemodels import views as models_views
+from app.core.asgi import SecurityHeaders
 from app.core.paths import resource_dir
+from app.core.prometheus import CountRequests
 from app.datasets import api as files_api
 from app.datasets import views as datasets_views
+from app.http.context import RequestContext
+from app.http.errors import install_error_handlers
+from app.http.limits import UploadLimit
 from app.jobs import api as jobs_api
 from app.jobs import views as jobs_views
-from app.limits import UploadLimit
 from app.ops import api as ops_api
-from app.ops.context import RequestContext
-from app.ops.metrics import CountRequests
 from app.playground import api as playground_api
 from app.playground import views as playground_views
 from app.presets import api as presets_api
-from app.security import SecurityHeaders
-from app.serving import proxy as serving_proxy
+from app.v1 import proxy as serving_proxy
 from app.webhooks import api as webhooks_api
 from app.webhooks import views as webhooks_views
-
-
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    from app.playground.batch import resume_unfinished
-    from app.webhooks.delivery import start_webhook_sender
-
-    try:
-        resume_unfinished()  # batch compares a previous web process left half-done
-    except Exception:  # a database not migrated yet must not keep the app from starting
-        logging.getLogger(__name__).exception("could not resume unfinished batches")
-    sender = start_webhook_sender()  # POSTs the webhook outbox; claims keep processes from doubling up
-    yield
-    sender.stop()
 
 
 def _docs(app: FastAPI) -> APIRouter:
@@ -72,7 +54,6 @@ def create_app() -> FastAPI:
         title="tunedeck",
         version="0.1.0",
         description="LoRA / QLoRA fine-tuning as a service: datasets, jobs, live metrics, adapters.",
-        lifespan=_lifespan,
         docs_url=None,  # served below, behind the login like everything else
         redoc_url=None,
         openapi_url=None,

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from app.serving.catalog import ServedModel  # noqa: E402
+from app.core.catalog import ServedModel  # noqa: E402
 from worker.serving.engine import Engine, Sampling  # noqa: E402
 
 PROMPT = [{"role": "user", "content": "Explain in two sentences what a LoRA adapter is."}]

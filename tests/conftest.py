@@ -156,7 +156,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
 # Files whose tests use the session-scoped model server (tests/served.py): pytest-xdist sends
 # them to one worker process as a unit, so it is trained and started once, not once per worker.
 SHARES_THE_MODEL_SERVER = {
-    "tests/serving/test_server.py",
+    "tests/worker/serving/test_server.py",
     "tests/playground/test_playground.py",
     "tests/e2e/test_browser_playground.py",
 }

@@ -13,8 +13,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from tests.accounts import bearer, make_user
-from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, free_port, server_process
-from tests.worker.test_runner import create_job, upload
+from tests.e2e.support import TUNEDECK, free_port, server_process
+from tests.factories import INSTRUCTION_ROWS, create_job, upload
 
 QUESTION = [{"role": "user", "content": "What is 3 plus 4?"}]
 NEW_TOKENS = 12
@@ -44,8 +44,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> It
     from app.core.config import get_settings
     from app.core.db import migrate, session_scope
     from app.main import create_app
-    from worker.merge import run_merge
-    from worker.training.runner import run_job
+    from tests.factories import run_job
+    from worker.export.merge import run_merge
 
     root = tmp_path_factory.mktemp("serving")
     data = root / "data"

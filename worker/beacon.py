@@ -9,6 +9,7 @@ import torch
 
 from app.core.config import get_settings
 from app.core.presence import BEAT_SECONDS, announce, sign_off
+from app.core.queue import short_queue
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class Beacon:
             try:
                 announce(
                     self.name,
-                    queue=get_settings().queue,
+                    queue=get_settings().queue if "train" in get_settings().worker_lanes else short_queue(),
                     device=device,
                     device_count=count,
                     device_memory_gib=memory,

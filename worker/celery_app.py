@@ -41,57 +41,64 @@ else:
     after_setup_task_logger.connect(_guard_text_logging, weak=False)
 
 
+def lanes() -> set[str]:
+    """What this worker takes (TUNEDECK_WORKER_LANES): train, short, or both."""
+    return set(get_settings().worker_lanes.split(","))
+
+
 _beacon = None
+_sweeps: list[Any] = []
 
 
 @worker_ready.connect
-def _start_reaper(sender: object = None, **_: object) -> None:
-    """Every worker re-queues jobs whose worker died (expired leases) while it runs, and says
-    that it is online and which device it has (the overview page lists it)."""
+def _start_background(sender: object = None, **_: object) -> None:
+    """Every worker says that it is online and which device it has (the overview lists it). A
+    training worker re-queues jobs whose worker died (expired leases); a short-lane worker sends
+    what the queue lost: webhook deliveries and batch compares whose task never came."""
     global _beacon
     from worker.beacon import Beacon
-    from worker.lease import Reaper
 
-    Reaper().start()
+    if "train" in lanes():
+        from worker.heartbeat import Reaper
+
+        Reaper().start()
+    if "short" in lanes():
+        from worker.batches import BatchSweep
+        from worker.deliveries import OutboxSweep
+
+        _sweeps.extend([OutboxSweep().start(), BatchSweep().start()])
     _beacon = Beacon(str(getattr(sender, "hostname", None) or "worker"))
     _beacon.start()
-    _start_webhook_sender()
-
-
-_webhooks = None
-
-
-def _start_webhook_sender() -> None:
-    """Workers send the webhook outbox too, so deliveries go out even when no web app runs."""
-    global _webhooks
-    from app.webhooks.delivery import start_webhook_sender
-
-    _webhooks = start_webhook_sender()
 
 
 @worker_shutdown.connect
 def _sign_off(**_: object) -> None:
     if _beacon is not None:
         _beacon.stop()
-    if _webhooks is not None:
-        _webhooks.stop()
+    for sweep in _sweeps:
+        sweep.stop()
 
 
 @celeryd_after_setup.connect
-def _consume_memory_tiers(sender: object, instance: Any, **_: object) -> None:
-    """Besides the default queue, consume every memory tier up to this worker's memory, so it
-    wakes for the jobs it can hold and not for bigger ones (app/queue.py)."""
-    from app.core.queue import worker_queues
+def _consume_lanes(sender: object, instance: Any, **_: object) -> None:
+    """The queues of this worker's lanes: for training, the default queue and every memory tier
+    up to this worker's memory, so it wakes for the jobs it can hold and not for bigger ones
+    (app/core/queue.py); for short work, the short queue."""
+    from app.core.queue import short_queue, worker_queues
     from worker.beacon import advertised_memory_gib
 
-    for name in worker_queues(advertised_memory_gib()):
+    wanted = worker_queues(advertised_memory_gib()) if "train" in lanes() else []
+    wanted += [short_queue()] if "short" in lanes() else []
+    for name in wanted:
         instance.app.amqp.queues.select_add(name)
 
 
 @worker_ready.connect
 def _warm_up(**_: object) -> None:
     """Import the training stack (transformers, peft, trl: tens of seconds on a busy machine) in
-    the background once ready, so the first job this worker is woken for starts at once."""
+    the background once ready, so the first job a training worker is woken for starts at once."""
+    if "train" not in lanes():
+        return
     import importlib
     import threading
 

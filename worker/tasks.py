@@ -2,7 +2,7 @@
 
 import socket
 
-from app.core.queue import MERGE_TASK, TRAIN_TASK
+from app.core.queue import BATCH_TASK, DELIVER_TASK, MERGE_TASK, TRAIN_TASK
 from worker.celery_app import celery
 
 
@@ -17,6 +17,22 @@ def train(self, job_id: str) -> str:  # type: ignore[no-untyped-def]
 @celery.task(name=MERGE_TASK)
 def merge(merge_id: str) -> str:
     """Merge an adapter into its full-precision base; return the merge's final status."""
-    from worker.merge import run_merge
+    from worker.export.merge import run_merge
 
     return run_merge(merge_id)
+
+
+@celery.task(name=DELIVER_TASK)
+def deliver(delivery_id: str) -> bool:
+    """POST one webhook delivery (its next attempt); False when it was not due or already taken."""
+    from worker.deliveries import deliver as post_delivery
+
+    return post_delivery(delivery_id)
+
+
+@celery.task(name=BATCH_TASK)
+def batch(batch_id: str) -> str:
+    """Answer a playground batch compare's open cells; return its final status."""
+    from worker.batches import run_batch
+
+    return run_batch(batch_id)

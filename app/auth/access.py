@@ -9,28 +9,18 @@ Objects from before accounts existed have no owner: everyone sees them, admins m
 from typing import Any
 
 from fastapi import Request
-from sqlmodel import Session, col, or_
+from sqlmodel import Session
 
 from app.auth.deps import Principal, client_ip
 from app.auth.service import audit
-from app.core.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, InvalidRequest, NotFound
+from app.core.scheduling import MEMBER_MAX_PRIORITY
 from app.core.tables import DatasetFile, Job, Role
-from app.datasets import service as datasets
-from app.jobs import service as jobs
-from app.jobs.scheduling import MEMBER_MAX_PRIORITY
-
-Owned = Job | DatasetFile
-
-
-def visible_clause(model: type[Job] | type[DatasetFile], viewer_id: int | None) -> Any:
-    """SQL condition for the rows ``viewer_id`` may see (None: an admin, who sees all)."""
-    if viewer_id is None:
-        return col(model.id).is_not(None)
-    return or_(col(model.private).is_(False), col(model.owner_id) == viewer_id)
+from app.core.visibility import Owned, visible_to
 
 
 def can_see(obj: Owned, user: Principal) -> bool:
-    return user.is_admin or not obj.private or obj.owner_id == user.user_id
+    return visible_to(obj, None if user.is_admin else user.user_id)
 
 
 def can_manage(obj: Owned, user: Principal) -> bool:
@@ -39,8 +29,8 @@ def can_manage(obj: Owned, user: Principal) -> bool:
 
 def job_for(session: Session, job_id: str, user: Principal, *, manage: str | None = None) -> Job:
     """The job, if ``user`` may see it (and, when ``manage`` names an action, do that to it)."""
-    job = jobs.get_job(session=session, job_id=job_id)
-    if not can_see(job, user):
+    job = session.get(Job, job_id)
+    if job is None or not can_see(job, user):
         raise NotFound(f"no fine-tuning job with id {job_id!r}")
     if manage and not can_manage(job, user):
         raise Forbidden(f"only the job's owner or an admin can {manage} job {job_id}")
@@ -50,8 +40,8 @@ def job_for(session: Session, job_id: str, user: Principal, *, manage: str | Non
 def dataset_for(
     session: Session, dataset_id: str, user: Principal, *, manage: str | None = None
 ) -> DatasetFile:
-    dataset = datasets.get_dataset(session=session, dataset_id=dataset_id)
-    if not can_see(dataset, user):
+    dataset = session.get(DatasetFile, dataset_id)
+    if dataset is None or not can_see(dataset, user):
         raise NotFound(f"no file with id {dataset_id!r}")
     if manage and not can_manage(dataset, user):
         raise Forbidden(f"only the file's owner or an admin can {manage} file {dataset_id}")
@@ -62,13 +52,13 @@ def check_job_files(
     session: Session, user: Principal, training_file: str | None, validation_file: str | None
 ) -> None:
     """A job's data files must be ones ``user`` may see: another user's private file is, to this
-    user, a file that does not exist (an InvalidJobRequest naming the field)."""
+    user, a file that does not exist (an error naming the field)."""
     for param, file_id in (("training_file", training_file), ("validation_file", validation_file)):
         if file_id:
             try:
                 dataset_for(session, file_id, user)
             except NotFound as exc:
-                raise jobs.InvalidJobRequest(str(exc), param) from None
+                raise InvalidRequest(str(exc), param=param, code=f"invalid_{param}") from None
 
 
 def log_action(

@@ -6,12 +6,13 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from app.api.deps import DB_INT_MAX, SessionDep, commit
 from app.auth import service
 from app.auth.access import log_action
 from app.auth.deps import AdminUser, CurrentUser
+from app.core.scheduling import limit_of
 from app.core.tables import ApiKey, AuditEvent, Role, User
-from app.jobs.scheduling import Usage, limit_of, usage_by_owner
+from app.core.usage import Usage, usage_by_owner
+from app.http.deps import DB_INT_MAX, SessionDep, commit
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 

@@ -8,14 +8,13 @@ browser never adds that header on its own.
 
 import hmac
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.auth import service
-from app.core.config import get_settings
+from app.core.credentials import user_for_api_key
 from app.core.db import read_session, session_scope
 from app.core.errors import Forbidden, NotAuthenticated
 from app.core.tables import Role
@@ -71,7 +70,7 @@ def _identify(request: Request) -> Principal:
         if scheme.lower() != "bearer" or not secret.strip():
             raise NotAuthenticated("send the API key as 'Authorization: Bearer <key>'")
         with session_scope() as session:  # commits the key's last-used time
-            found = service.user_for_api_key(session=session, secret=secret.strip())
+            found = user_for_api_key(session=session, secret=secret.strip())
             if found is None:
                 raise NotAuthenticated("the API key is not valid (revoked, or never issued)")
             user, _key = found
@@ -114,20 +113,3 @@ AdminUser = Annotated[Principal, Depends(require_admin)]
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else ""
-
-
-@lru_cache(maxsize=8)
-def _stored_internal_token(database_url: str) -> str:
-    with session_scope() as session:
-        return service.shared_secret(session=session, name="internal_token")
-
-
-def internal_token() -> str:
-    """The token the web app shows the model server: TUNEDECK_INTERNAL_TOKEN, or one kept in
-    the database that every process of this installation can read."""
-    settings = get_settings()
-    return settings.internal_token or _stored_internal_token(settings.sqlalchemy_url)
-
-
-def same_secret(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())

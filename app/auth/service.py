@@ -1,6 +1,5 @@
 """Users, API keys, login sessions, the audit log and login throttling — no HTTP here."""
 
-import hashlib
 import math
 import re
 import secrets
@@ -13,15 +12,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, func, select
 
 from app.auth.passwords import dummy_hash, hash_password, verify_password
+from app.core.credentials import KEY_PREFIX, sha256
 from app.core.errors import InvalidRequest
-from app.core.tables import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
+from app.core.tables import ApiKey, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.core.timeutil import utcnow
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,63}$")
 MIN_PASSWORD = 8
 SESSION_LIFETIME = timedelta(days=7)
-KEY_PREFIX = "td-"
-LAST_USED_RESOLUTION = timedelta(seconds=60)  # don't write on every request of a busy script
 
 # Login attempts within a window that lock out a username, or an address, until it ends (a
 # successful login gives its attempt back, so these are failures in effect).
@@ -36,10 +34,6 @@ class AccountError(InvalidRequest):
     def __init__(self, message: str, param: str, status: int = 400) -> None:
         super().__init__(message, param=param, code=f"invalid_{param}")
         self.status = status
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---- users -------------------------------------------------------------------------------------
@@ -181,23 +175,6 @@ def revoke_all_api_keys(*, session: Session, user_id: int) -> list[str]:
     return [k.id for k in keys]
 
 
-def user_for_api_key(*, session: Session, secret: str) -> tuple[User, ApiKey] | None:
-    """The active user an unrevoked key belongs to; marks the key used (at most once a minute)."""
-    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
-        return None
-    key = session.exec(select(ApiKey).where(col(ApiKey.key_hash) == sha256(secret))).first()
-    if key is None or key.revoked_at is not None:
-        return None
-    user = session.get(User, key.user_id)
-    if user is None or user.disabled:
-        return None
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
-        key.last_used_at = now
-        session.add(key)
-    return user, key
-
-
 # ---- browser sessions --------------------------------------------------------------------------
 
 
@@ -333,22 +310,3 @@ def _count_attempt(session: Session, key: str, now: datetime) -> tuple[int, date
     )
     attempts, window_start = session.execute(statement).one()
     return int(attempts), window_start
-
-
-# ---- secrets shared between processes ------------------------------------------------------------
-
-
-def shared_secret(*, session: Session, name: str) -> str:
-    """A random secret stored once per installation (created by whichever process asks first)."""
-    row = session.get(AppSecret, name)
-    if row is not None:
-        return row.value
-    value = secrets.token_urlsafe(32)
-    try:
-        with session.begin_nested():
-            session.add(AppSecret(name=name, value=value))
-    except sa.exc.IntegrityError:  # another process created it first
-        row = session.get(AppSecret, name)
-        assert row is not None
-        return row.value
-    return value

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session
 
-from app.api.deps import DB_INT_MAX, SessionDep, commit, get_session
 from app.auth import service
 from app.auth.access import log_action
 from app.auth.deps import (
@@ -21,9 +20,11 @@ from app.auth.passwords import verify_password
 from app.auth.service import AccountError
 from app.core.config import get_settings
 from app.core.db import session_scope
+from app.core.scheduling import limit_of
 from app.core.tables import Role, User
-from app.jobs.scheduling import Usage, limit_of, usage_by_owner
-from app.web import templates
+from app.core.usage import Usage, usage_by_owner
+from app.http.deps import DB_INT_MAX, SessionDep, commit, get_session
+from app.http.templates import templates
 
 public = APIRouter(include_in_schema=False)  # reachable without logging in
 router = APIRouter(include_in_schema=False, dependencies=[Depends(current_user)])

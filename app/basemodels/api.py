@@ -5,13 +5,13 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from app.api.deps import SessionDep, commit
 from app.auth.access import can_see, log_action
 from app.auth.deps import AdminUser, CurrentUser
 from app.basemodels import service
+from app.core.catalog import merged_models
 from app.core.config import get_settings
 from app.core.tables import BaseModelRecord
-from app.jobs.merging import merged_models
+from app.http.deps import SessionDep, commit
 
 
 class ModelPublic(BaseModel):

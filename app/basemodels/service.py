@@ -11,7 +11,7 @@ from sqlmodel import Session, col, func, select
 
 from app.basemodels.inspect import UnreadableModel, read_safetensors_header
 from app.core.errors import InvalidRequest, NotFound
-from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge
+from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobStatus, Merge, MergeStatus
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
@@ -175,7 +175,9 @@ def adapter_lineages(*, session: Session) -> list[Lineage]:
                 job=job,
                 dataset=dataset,
                 parent=parents.get(dataset.parent_id) if dataset and dataset.parent_id else None,
-                merged=merge is not None and merge.status == "succeeded" and bool(merge.artifact_key),
+                merged=merge is not None
+                and merge.status == MergeStatus.succeeded
+                and bool(merge.artifact_key),
                 checkpoints=checkpoints.get(job.id, 0),
             )
         )

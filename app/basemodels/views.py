@@ -5,11 +5,11 @@ from dataclasses import replace
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.api.deps import SessionDep
 from app.auth.access import can_see
 from app.auth.deps import CurrentUser
 from app.basemodels import service
-from app.web import templates
+from app.http.deps import SessionDep
+from app.http.templates import templates
 
 router = APIRouter(include_in_schema=False)
 

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Jobs one user may have running at once (0: no limit); admins can set it per user",
     )
+    worker_lanes: str = Field(
+        "train,short",
+        pattern=r"^(train|short)(,(train|short))?$",
+        description="What a worker takes: training jobs (train), merges, webhooks and batch compares "
+        "(short), or both",
+    )
     # --- `tunedeck run` (app/supervisor.py): children that die are started again, with backoff ---
     restart_limit: int = Field(
         5, ge=1, description="Exits of one child within the window after which it is not started again"

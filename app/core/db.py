@@ -75,7 +75,7 @@ def alembic_dir() -> Path:
     return resource_dir("migrations")
 
 
-def after_commit(session: Session, action: Callable[[], None]) -> None:
+def after_commit(session: Session, action: Callable[[], object]) -> None:
     """Run ``action`` once the session's transaction has committed (e.g. enqueue a task)."""
     session.info.setdefault("after_commit", []).append(action)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlmodel import Session, col, select
 
 from app.core.db import session_scope
-from app.core.tables import Job, JobStatus, ProcessRecord, WorkerRecord
+from app.core.tables import ACTIVE, Job, ProcessRecord, WorkerRecord
 from app.core.timeutil import utcnow
 
 BEAT_SECONDS = 10.0
@@ -52,10 +52,9 @@ def online_workers(*, session: Session) -> list[WorkerView]:
         col(WorkerRecord.heartbeat_at) >= since, col(WorkerRecord.stopped_at).is_(None)
     )
     workers = list(session.exec(query.order_by(col(WorkerRecord.name))).all())
-    active = (JobStatus.validating_files, JobStatus.running)
     running = {
         job.worker: job
-        for job in session.exec(select(Job).where(col(Job.status).in_(active))).all()
+        for job in session.exec(select(Job).where(col(Job.status).in_(ACTIVE))).all()
         if job.worker
     }
     return [WorkerView(worker, running.get(worker.name)) for worker in workers]

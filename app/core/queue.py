@@ -1,4 +1,9 @@
-"""The Celery producer. The web side sends tasks by name and never imports ``worker``."""
+"""The Celery producer. The web side sends tasks by name and never imports ``worker``.
+
+Two lanes: training (one long job per worker, its queues per memory tier) and short (merges,
+webhook deliveries, playground batches), which a worker of its own consumes so that short work
+never waits behind training (`tunedeck run` starts both; a plain `tunedeck worker` takes both).
+"""
 
 import logging
 from functools import lru_cache
@@ -10,6 +15,9 @@ from app.core.config import Settings, get_settings
 
 TRAIN_TASK = "tunedeck.train"
 MERGE_TASK = "tunedeck.merge"
+DELIVER_TASK = "tunedeck.deliver"  # one webhook delivery's next attempt
+BATCH_TASK = "tunedeck.batch"  # a playground batch compare
+LANES = ("train", "short")
 log = logging.getLogger(__name__)
 
 
@@ -110,8 +118,26 @@ def dispatch_training_task(
         log.warning("job %s: the queue broker is unreachable (%s); it will be sent again later", job_id, exc)
 
 
+def short_queue() -> str:
+    """The short lane's queue: merges, webhook deliveries and batch compares."""
+    return f"{get_settings().queue}.short"
+
+
+def send_short_task(name: str, object_id: str, countdown: float | None = None) -> bool:
+    """Queue short-lane task ``name`` for ``object_id`` (after its row is committed). False when the
+    broker is unreachable: the short-lane worker's sweep finds the object waiting and sends it."""
+    settings = get_settings()
+    try:
+        producer = _producer(settings.redis_url or str(settings.broker_dir))
+        producer.send_task(name, args=[object_id], queue=short_queue(), countdown=countdown)
+    except Exception as exc:  # kombu's OperationalError, a refused connection, a DNS failure
+        log.warning(
+            "%s %s: the queue broker is unreachable (%s); it will be sent again later", name, object_id, exc
+        )
+        return False
+    return True
+
+
 def send_merge_task(merge_id: str) -> None:
     """Ask a worker to run merge ``merge_id`` (call only after it is committed)."""
-    settings = get_settings()
-    producer = _producer(settings.redis_url or str(settings.broker_dir))
-    producer.send_task(MERGE_TASK, args=[merge_id], queue=settings.queue)
+    send_short_task(MERGE_TASK, merge_id)

@@ -1,0 +1,1 @@
+"""Datasets (OpenAI's "files"): upload, parse and validate, split, describe, clean and version."""

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, UploadFile
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser
 from app.basemodels.service import get_model
 from app.core.config import get_settings
+from app.core.rows import SPLITS
 from app.datasets import service
 from app.datasets.schemas import (
     CleaningQuery,
@@ -22,7 +22,8 @@ from app.datasets.schemas import (
     RowsPage,
     TokenStatsPublic,
 )
-from app.limits import describe_limit
+from app.http.deps import DB_INT_MAX, SessionDep, StoreDep, commit
+from app.http.limits import describe_limit
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -118,8 +119,8 @@ def file_rows(
     page: Annotated[int, Query(ge=1, le=1 << 30)] = 1,
 ) -> RowsPage:
     dataset = dataset_for(session, file_id, user)
-    if split not in service.SPLITS:
-        raise HTTPException(422, f"split must be one of {', '.join(service.SPLITS)}")
+    if split not in SPLITS:
+        raise HTTPException(422, f"split must be one of {', '.join(SPLITS)}")
     rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
     return RowsPage(split=split, page=min(max(page, 1), pages), pages=pages, rows=rows)
 

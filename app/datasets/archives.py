@@ -17,7 +17,7 @@ from pathlib import PurePosixPath
 from typing import IO, Any
 
 from app.datasets.parsing import DatasetInvalid, Problem
-from app.limits import describe_limit
+from app.http.limits import describe_limit
 
 ARCHIVE_SUFFIXES = (".zip", ".tar.gz", ".tgz")
 DATA_SUFFIXES = (".json", ".jsonl", ".csv")

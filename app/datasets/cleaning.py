@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.datasets.parsing import DatasetInvalid, Problem, to_messages
+from app.core.rows import to_messages
+from app.datasets.parsing import DatasetInvalid, Problem
 
 FILTERS = ("near_duplicates", "short_outputs", "mojibake", "repeated_outputs", "too_long")
 TOO_LONG_ACTIONS = ("truncate", "drop")

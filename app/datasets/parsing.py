@@ -348,18 +348,3 @@ def _check_classification(line: int, value: dict[str, Any]) -> tuple[dict[str, A
 
 
 CHECKS = {"instruction": _check_instruction, "chat": _check_chat, "classification": _check_classification}
-
-
-def to_messages(row: dict[str, Any]) -> list[dict[str, str]]:
-    """A row as chat messages (instruction + input or text → user, output or label → assistant)."""
-    if "messages" in row:
-        return list(row["messages"])
-    if "label" in row:
-        return [{"role": "user", "content": row["text"]}, {"role": "assistant", "content": row["label"]}]
-    prompt = row["instruction"] if not row.get("input") else f"{row['instruction']}\n\n{row['input']}"
-    messages = [{"role": "system", "content": row["system"]}] if row.get("system") else []
-    return [
-        *messages,
-        {"role": "user", "content": prompt},
-        {"role": "assistant", "content": row["output"]},
-    ]

@@ -10,15 +10,17 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from sqlmodel import Session, col, func, or_, select
+from sqlmodel import Session, col, func, select
 
 from app.core.config import get_settings
 from app.core.db import on_rollback
 from app.core.errors import NotFound
 from app.core.faults import pause
 from app.core.ids import new_id
+from app.core.rows import SPLITS, read_split, to_messages
 from app.core.storage import ArtifactStore
 from app.core.tables import BaseModelRecord, DatasetFile
+from app.core.visibility import visible_clause
 from app.datasets import archives
 from app.datasets.cleaning import (
     CleaningOptions,
@@ -28,10 +30,9 @@ from app.datasets.cleaning import (
     check_filters,
     select_rows,
 )
-from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_dataset, to_messages
-from app.tokenizer import chat_tokenizer
+from app.datasets.parsing import DatasetInvalid, ParsedDataset, Problem, parse_dataset
+from app.datasets.tokenizer import chat_tokenizer
 
-SPLITS = ("train", "validation")
 SEED_MAX = 2**31 - 1  # what every database's integer column holds
 
 
@@ -146,15 +147,11 @@ def list_datasets(
     *, session: Session, limit: int = 100, offset: int = 0, viewer_id: int | None = None
 ) -> tuple[list[DatasetFile], int]:
     """Newest first, with the total count; ``viewer_id`` leaves out other users' private files."""
-    visible = (
-        [or_(col(DatasetFile.private).is_(False), col(DatasetFile.owner_id) == viewer_id)]
-        if viewer_id is not None
-        else []
-    )
-    total = session.exec(select(func.count()).select_from(DatasetFile).where(*visible)).one()
+    visible = visible_clause(DatasetFile, viewer_id)
+    total = session.exec(select(func.count()).select_from(DatasetFile).where(visible)).one()
     query = (
         select(DatasetFile)
-        .where(*visible)
+        .where(visible)
         .order_by(col(DatasetFile.created_at).desc())
         .offset(offset)
         .limit(limit)
@@ -167,18 +164,10 @@ def dataset_filenames(*, session: Session, ids: set[str], viewer_id: int | None)
     may see (None: an admin), the others keep their id alone."""
     if not ids:
         return {}
-    query = select(DatasetFile.id, DatasetFile.filename).where(col(DatasetFile.id).in_(ids))
-    if viewer_id is not None:
-        query = query.where(or_(col(DatasetFile.private).is_(False), col(DatasetFile.owner_id) == viewer_id))
+    query = select(DatasetFile.id, DatasetFile.filename).where(
+        col(DatasetFile.id).in_(ids), visible_clause(DatasetFile, viewer_id)
+    )
     return dict(session.exec(query).all())
-
-
-def read_split(*, store: ArtifactStore, dataset_id: str, split: str) -> list[dict[str, Any]]:
-    """The normalised rows of one split."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}")
-    text = store.read_bytes(f"files/{dataset_id}/{split}.jsonl").decode("utf-8")
-    return [json.loads(line) for line in text.splitlines() if line]
 
 
 def preview(

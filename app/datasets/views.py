@@ -8,17 +8,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.api.deps import SessionDep, StoreDep, commit
 from app.auth.access import can_manage, dataset_for, log_action, set_owner
 from app.auth.deps import CurrentUser, Principal
 from app.basemodels.service import list_models
 from app.core.config import get_settings
 from app.core.errors import NotFound
+from app.core.rows import SPLITS
 from app.datasets import service
 from app.datasets.api import read_upload
 from app.datasets.parsing import DatasetInvalid, Problem
 from app.datasets.schemas import CleaningQuery, CleanRequest
-from app.web import templates
+from app.http.deps import SessionDep, StoreDep, commit
+from app.http.templates import templates
 
 router = APIRouter(include_in_schema=False)
 
@@ -197,7 +198,7 @@ def dataset_rows(
     page: Annotated[int, Query(ge=1, le=1 << 30)] = 1,
 ) -> Response:
     dataset = dataset_for(session, dataset_id, user)
-    split = split if split in service.SPLITS else "train"
+    split = split if split in SPLITS else "train"
     rows, pages = service.preview(store=store, dataset=dataset, split=split, page=page)
     context = {
         "dataset": dataset,

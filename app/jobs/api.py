@@ -7,15 +7,15 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 
-from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import check_job_files, check_priority, job_for, log_action
 from app.auth.deps import CurrentUser, Principal
 from app.core.config import get_settings
 from app.core.db import read_session
 from app.core.storage import ArtifactStore
 from app.core.tables import Job, JobStatus, Metric
-from app.jobs import merging, service
-from app.jobs.scheduling import waiting_reasons
+from app.http.deps import DB_INT_MAX, SessionDep, StoreDep, commit
+from app.jobs import merges, service
+from app.jobs.capacity import waiting_reasons
 from app.jobs.schemas import (
     AdvicePublic,
     CheckpointList,
@@ -307,7 +307,7 @@ def download_checkpoint(
 )
 def merge_job(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> MergePublic:
     job_for(session, job_id, user, manage="merge")
-    merge = merging.request_merge(session=session, job_id=job_id)
+    merge = merges.request_merge(session=session, job_id=job_id)
     log_action(session, request, user, "job_merged", "job", job_id, merge=merge.id)
     commit(session)
     return MergePublic.of(merge)
@@ -320,7 +320,7 @@ def merge_job(session: SessionDep, request: Request, user: CurrentUser, job_id: 
 )
 def cancel_merge(session: SessionDep, request: Request, user: CurrentUser, job_id: str) -> MergePublic:
     job_for(session, job_id, user, manage="cancel the merge of")
-    merge = merging.cancel_merge(session=session, job_id=job_id)
+    merge = merges.cancel_merge(session=session, job_id=job_id)
     log_action(session, request, user, "merge_cancelled", "job", job_id, merge=merge.id)
     commit(session)
     return MergePublic.of(merge)
@@ -331,7 +331,7 @@ def cancel_merge(session: SessionDep, request: Request, user: CurrentUser, job_i
 )
 def get_merge(session: SessionDep, user: CurrentUser, job_id: str) -> MergePublic:
     job_for(session, job_id, user)
-    merge = merging.latest_merge(session=session, job_id=job_id)
+    merge = merges.latest_merge(session=session, job_id=job_id)
     if merge is None:
         raise HTTPException(404, f"job {job_id} has not been merged; POST to …/{job_id}/merge")
     return MergePublic.of(merge)
@@ -342,7 +342,7 @@ def download_merged(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str
 ) -> StreamingResponse:
     job_for(session, job_id, user)
-    merge = merging.latest_merge(session=session, job_id=job_id)
+    merge = merges.latest_merge(session=session, job_id=job_id)
     if merge is None or merge.status != "succeeded" or not merge.artifact_key:
         raise HTTPException(404, f"job {job_id} has no merged model yet")
     _downloaded(session, request, user, job_id, "merged")

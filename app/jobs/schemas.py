@@ -5,9 +5,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from app.core.spec import TrainingSpec
-from app.core.tables import Checkpoint, Job, JobEvent, Merge
+from app.core.tables import Checkpoint, Job, JobEvent, Merge, MergeStatus
+from app.core.usage import job_usage
 from app.jobs.advisor import Check, Estimates
-from app.jobs.scheduling import job_usage
 from app.jobs.service import progress
 
 OPENAI_AUTO = "auto"
@@ -296,7 +296,11 @@ class MergePublic(BaseModel):
 
     @classmethod
     def of(cls, merge: Merge) -> "MergePublic":
-        url = f"/api/v1/fine_tuning/jobs/{merge.job_id}/merged" if merge.status == "succeeded" else None
+        url = (
+            f"/api/v1/fine_tuning/jobs/{merge.job_id}/merged"
+            if merge.status == MergeStatus.succeeded
+            else None
+        )
         return cls(
             id=merge.id,
             fine_tuning_job_id=merge.job_id,

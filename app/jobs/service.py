@@ -12,17 +12,29 @@ from app.basemodels.service import get_model
 from app.core.config import get_settings
 from app.core.db import after_commit
 from app.core.errors import Conflict, InvalidRequest, NotFound, Unprocessable
+from app.core.events import add_event
 from app.core.ids import new_id
+from app.core.outbox import emit_finished
 from app.core.queue import dispatch_training_task
 from app.core.spec import TrainingSpec
 from app.core.storage import ArtifactStore
-from app.core.tables import BaseModelRecord, Checkpoint, DatasetFile, Job, JobEvent, JobStatus, Merge, Metric
-from app.core.tables.job import MERGE_UNDER_WAY
+from app.core.tables import (
+    MERGE_UNDER_WAY,
+    WAITING,
+    BaseModelRecord,
+    Checkpoint,
+    DatasetFile,
+    Job,
+    JobEvent,
+    JobStatus,
+    Merge,
+    Metric,
+)
 from app.core.timeutil import utcnow
+from app.core.visibility import visible_clause
 from app.datasets.service import get_dataset, token_stats
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
-from app.jobs.scheduling import WAITING, gpu_check, memory_check
-from app.webhooks.service import emit_finished
+from app.jobs.capacity import gpu_check, memory_check
 
 
 class JobConflict(Conflict):
@@ -227,9 +239,7 @@ class JobFilter:
     viewer_id: int | None = None  # leave out other users' private jobs (None: see all, as admins do)
 
     def where(self) -> list[Any]:
-        clauses: list[Any] = []
-        if self.viewer_id is not None:
-            clauses.append(or_(col(Job.private).is_(False), col(Job.owner_id) == self.viewer_id))
+        clauses: list[Any] = [visible_clause(Job, self.viewer_id)]
         if self.owner:
             clauses.append(col(Job.owner) == self.owner)
         if self.status is not None:
@@ -399,19 +409,6 @@ def cancel_job(*, session: Session, job_id: str) -> Job:
     session.add(job)
     session.flush()
     return job
-
-
-def add_event(
-    *,
-    session: Session,
-    job_id: str,
-    message: str,
-    level: str = "info",
-    data: dict[str, object] | None = None,
-) -> JobEvent:
-    event = JobEvent(job_id=job_id, message=message[:2000], level=level, data=data)
-    session.add(event)
-    return event
 
 
 def list_events(

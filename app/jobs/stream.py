@@ -14,9 +14,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from app.core.db import read_session
+from app.core.prometheus import SSE_CONNECTIONS
 from app.jobs import service
 from app.jobs.schemas import EventPublic, JobPublic
-from app.ops.metrics import SSE_CONNECTIONS
 
 KEEPALIVE_SECONDS = 15.0
 BATCH = 5000

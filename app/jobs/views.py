@@ -8,7 +8,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.auth.access import (
     can_manage,
     can_see,
@@ -24,15 +23,17 @@ from app.basemodels.service import list_models
 from app.core.errors import NotFound
 from app.core.presence import online_workers, supervised_processes
 from app.core.tables import JobStatus
+from app.core.usage import job_usage
 from app.datasets.service import dataset_filenames, list_datasets
-from app.jobs import merging, service
+from app.http.deps import DB_INT_MAX, SessionDep, StoreDep, commit
+from app.http.templates import templates
+from app.jobs import merges, service
 from app.jobs.api import launch_job
+from app.jobs.capacity import waiting_reasons
 from app.jobs.form import form_fields, parse_spec_form, spec_errors
-from app.jobs.scheduling import job_usage, waiting_reasons
 from app.jobs.schemas import JobCreate, JobPublic
 from app.presets.schemas import PresetCreate, PresetPublic
 from app.presets.service import PresetConflict, create_preset, get_preset, list_presets, preset_values
-from app.web import templates
 
 # Fields of "what to train" that survive switching presets or saving one.
 KEPT_FIELDS = ("model", "training_file", "validation_file", "suffix", "seed")
@@ -325,7 +326,7 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "progress": service.progress(job),
         "events": list(reversed(events)),
         "alerts": service.list_alerts(session=session, job_id=job_id),
-        "merge": merging.latest_merge(session=session, job_id=job_id),
+        "merge": merges.latest_merge(session=session, job_id=job_id),
         "checkpoints": service.list_checkpoints(session=session, job_id=job_id),
         "filenames": dataset_filenames(
             session=session, ids={job.training_file, job.validation_file or ""}, viewer_id=user.viewer_id
@@ -457,7 +458,7 @@ def checkpoints_partial(request: Request, session: SessionDep, user: CurrentUser
 @router.post("/jobs/{job_id}/merge")
 def merge_job_form(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
     job_for(session, job_id, user, manage="merge")
-    merge = merging.request_merge(session=session, job_id=job_id)
+    merge = merges.request_merge(session=session, job_id=job_id)
     log_action(session, request, user, "job_merged", "job", job_id, merge=merge.id)
     commit(session)
     return RedirectResponse(f"/jobs/{job_id}#merge", status_code=303)
@@ -468,7 +469,7 @@ def merge_partial(request: Request, session: SessionDep, user: CurrentUser, job_
     job = job_for(session, job_id, user)
     context = {
         "job": job,
-        "merge": merging.latest_merge(session=session, job_id=job_id),
+        "merge": merges.latest_merge(session=session, job_id=job_id),
         "may_manage": can_manage(job, user),
     }
     return templates.TemplateResponse(request, "partials/jobs/merge.html", context)

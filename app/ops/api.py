@@ -4,9 +4,9 @@ see ``scrape_refusal``), ``/livez`` and ``/readyz`` for load balancers and orche
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from app.core.health import readiness, web_checks
+from app.core.prometheus import REGISTRY, exposition, scrape_refusal
 from app.ops.collector import DatabaseCollector
-from app.ops.health import readiness, web_checks
-from app.ops.metrics import REGISTRY, exposition, scrape_refusal
 
 router = APIRouter(include_in_schema=False)
 REGISTRY.register(DatabaseCollector())

@@ -19,14 +19,13 @@ from sqlmodel import Session, col, func, select
 from app.core import metric_names
 from app.core.db import read_session
 from app.core.presence import ONLINE_WITHIN
-from app.core.tables import Job, JobStatus, WorkerRecord
+from app.core.tables import WAITING, Job, JobStatus, WorkerRecord
 from app.core.tables.job import Metric as MetricPoint
 from app.core.timeutil import UTCDateTime, utcnow
 
 log = logging.getLogger(__name__)
 RECENT = timedelta(hours=1)  # "recently started" for the queue-wait histogram; workers listed
 WAIT_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 21600.0, 86400.0)
-WAITING = (JobStatus.queued, JobStatus.retrying)
 BYTES_PER_GIB = 1 << 30
 
 

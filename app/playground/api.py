@@ -3,8 +3,8 @@
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from app.api.deps import SessionDep, StoreDep, commit
 from app.auth.deps import CurrentUser
+from app.http.deps import SessionDep, StoreDep, commit
 from app.playground import batch as batches
 from app.playground import exports, service
 from app.playground.schemas import BatchCreate, BatchPublic, VoteCreate, VotePublic, VoteSummary

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from app.core.catalog import ServedModel, served_models
 from app.core.errors import Unprocessable
 from app.core.ids import new_id
 from app.core.storage import ArtifactStore
 from app.core.tables import Job, Vote
 from app.core.tables.playground import PROMPT_CHARS
+from app.core.visibility import hidden_clause
 from app.playground.schemas import HeadToHead, ModelScore, Record, VoteSummary, Winner
-from app.serving.catalog import ServedModel, served_models
 
 KIND_TITLES = {"base": "Base models", "adapter": "Adapters", "checkpoint": "Checkpoints", "merged": "Merged"}
 
@@ -102,9 +103,7 @@ def hidden_models(*, session: Session, names: set[str], viewer_id: int | None) -
     job_ids = {name.split(":")[1] for name in names if name.count(":") >= 1}
     if not job_ids:
         return set()
-    query = select(Job.id).where(
-        col(Job.id).in_(job_ids), col(Job.private).is_(True), col(Job.owner_id).is_distinct_from(viewer_id)
-    )
+    query = select(Job.id).where(col(Job.id).in_(job_ids), hidden_clause(Job, viewer_id))
     private = set(session.exec(query).all())
     return {name for name in names if name.count(":") >= 1 and name.split(":")[1] in private}
 

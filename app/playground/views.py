@@ -3,13 +3,13 @@
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.api.deps import SessionDep, StoreDep
 from app.auth.access import can_see
 from app.auth.deps import CurrentUser
+from app.core.catalog import served_models
+from app.http.deps import SessionDep, StoreDep
+from app.http.templates import templates
 from app.playground import batch as batches
 from app.playground import service
-from app.serving.catalog import served_models
-from app.web import templates
 
 router = APIRouter(include_in_schema=False)
 

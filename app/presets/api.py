@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api.deps import SessionDep, commit
+from app.http.deps import SessionDep, commit
 from app.presets import service
 from app.presets.schemas import PresetCreate, PresetDeleted, PresetList, PresetPublic
 

@@ -4,12 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from app.api.deps import SessionDep, commit
 from app.auth.access import log_action
 from app.auth.deps import CurrentUser
 from app.core.tables import WebhookDelivery
+from app.http.deps import SessionDep, commit
 from app.webhooks import service
-from app.webhooks.delivery import deliver
 from app.webhooks.schemas import (
     DeliveryList,
     DeliveryPublic,
@@ -97,9 +96,6 @@ def redeliver(session: SessionDep, user: CurrentUser, delivery_id: str) -> Deliv
 
 
 def _send_now(session: SessionDep, delivery: WebhookDelivery) -> DeliveryPublic:
-    """Commit, then POST at once (unless a background sender got there first): the answer shows
-    the outcome of the first attempt. Retries, if it failed, follow the usual backoff."""
+    """Commit: a short-lane worker POSTs it at once; the delivery log shows how it went."""
     commit(session)
-    deliver(delivery.id)
-    session.refresh(delivery)
     return DeliveryPublic.of(delivery)

@@ -1,31 +1,21 @@
-"""Webhooks and their outbox: who may have which hook, and which hooks hear about a job.
+"""Webhooks: who may have which hook, their delivery log, test pings and redeliveries. Which
+hooks hear about a job, and the outbox they are queued in, are in app/core/outbox.py (the worker
+emits too); the POSTs are the worker's (worker/deliveries.py). No HTTP here."""
 
-``emit`` inserts the deliveries in the transaction that changes the job (the outbox pattern): a
-committed status always has its deliveries, a rolled-back one never sends any. The sender
-(``app.webhooks.delivery``) POSTs them afterwards. No HTTP here.
-"""
-
-import ipaddress
-import math
 import secrets
-import socket
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any
 from urllib.parse import urlsplit
 
-from sqlmodel import Session, col, delete, or_, select
+from sqlmodel import Session, col, delete, select
 
 from app.auth.deps import Principal
-from app.core.config import get_settings
 from app.core.errors import Forbidden, NotFound, Unprocessable
 from app.core.ids import new_id
+from app.core.netguard import vet_host
+from app.core.outbox import queue_delivery
 from app.core.tables import (
     SUBSCRIBABLE_EVENTS,
-    Job,
-    JobStatus,
     Role,
-    User,
     Webhook,
     WebhookDelivery,
     WebhookEvent,
@@ -35,11 +25,6 @@ from app.core.timeutil import utcnow
 
 SECRET_PREFIX = "whsec_"
 MAX_URL_LENGTH = 2000
-FINISHED = {
-    JobStatus.succeeded: WebhookEvent.job_succeeded,
-    JobStatus.failed: WebhookEvent.job_failed,
-    JobStatus.cancelled: WebhookEvent.job_cancelled,
-}
 
 
 class WebhookInvalid(Unprocessable):
@@ -70,67 +55,6 @@ def check_url(url: str) -> str:
     if refusal := vet_host(parts.hostname)[1]:
         raise WebhookInvalid(refusal, "url")
     return url
-
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def vet_host(host: str) -> tuple[list[IPAddress], str | None]:
-    """The addresses ``host`` is or resolves to, and why webhooks may not POST there (None: they
-    may). A webhook is a request our servers make for a user, so it must not reach what only
-    they can reach (the cloud metadata service, the database, a neighbour's admin port): a host
-    that is or resolves to a loopback, private, link-local or reserved address is refused unless
-    TUNEDECK_WEBHOOK_ALLOWED_NETWORKS names its network. An IPv6 address that carries an IPv4 one
-    (IPv4-mapped or -compatible, NAT64, 6to4, Teredo) is judged by the IPv4 address it carries.
-    A host that does not resolve gives no addresses and no refusal: a hook may be made for a name
-    not in DNS yet, but nothing is ever sent to it until it resolves (see ``delivery.post``)."""
-    try:
-        addresses = [ipaddress.ip_address(host.strip("[]"))]
-    except ValueError:
-        try:
-            found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except (OSError, UnicodeError):
-            return [], None
-        addresses = list(dict.fromkeys(ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found))
-    allowed = _allowed_networks(get_settings().webhook_allowed_networks)
-    for address in addresses:
-        judged = embedded_ipv4(address) or address
-        if not judged.is_global and not any(judged in network for network in allowed):
-            shown = host if host.strip("[]") == str(address) else f"{host} ({address})"
-            inside = f", which carries {judged}" if judged is not address else ""
-            refusal = (
-                f"webhooks may not be sent to {shown}{inside}, an internal address; an admin can allow its"
-                " network with TUNEDECK_WEBHOOK_ALLOWED_NETWORKS"
-            )
-            return addresses, refusal
-    return addresses, None
-
-
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated, still routed by some stacks
-
-
-def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 one carries (and reaches, through a translator or tunnel), if any."""
-    if not isinstance(address, ipaddress.IPv6Address):
-        return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if address.teredo is not None:
-        return address.teredo[1]  # (server, client): the client is where packets go
-    low32 = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    if any(address in network for network in _NAT64) or address in _IPV4_TRANSLATED:
-        return low32
-    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: or ::1 (judged as themselves)
-        return low32
-    return None
-
-
-def _allowed_networks(setting: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    return [ipaddress.ip_network(part.strip(), strict=False) for part in setting.split(",") if part.strip()]
 
 
 def check_events(events: Sequence[str] | None) -> list[str]:
@@ -241,7 +165,7 @@ def get_delivery(*, session: Session, delivery_id: str, user: Principal) -> Webh
 
 def redeliver(*, session: Session, delivery: WebhookDelivery) -> WebhookDelivery:
     """Queue the same event and payload again, as a new entry of the log."""
-    return _queue(
+    return queue_delivery(
         session, delivery.webhook_id, WebhookEvent(delivery.event), delivery.payload, delivery.job_id
     )
 
@@ -253,92 +177,4 @@ def ping(*, session: Session, hook: Webhook) -> WebhookDelivery:
         "created_at": int(utcnow().timestamp()),
         "webhook": {"id": hook.id, "url": hook.url, "events": hook.events, "scope": hook.scope.value},
     }
-    return _queue(session, hook.id, WebhookEvent.ping, payload, None)
-
-
-def _queue(
-    session: Session, hook_id: str, event: WebhookEvent, payload: dict[str, Any], job_id: str | None
-) -> WebhookDelivery:
-    delivery = WebhookDelivery(
-        id=new_id("whd"),
-        webhook_id=hook_id,
-        event=event.value,
-        job_id=job_id,
-        payload=payload,
-        next_attempt_at=utcnow(),
-    )
-    session.add(delivery)
-    return delivery
-
-
-# ---- emitting ------------------------------------------------------------------------------
-
-
-def emit(
-    session: Session, job: Job, event: WebhookEvent, data: dict[str, Any] | None = None
-) -> list[WebhookDelivery]:
-    """Queue ``event`` about ``job`` for every active hook that may hear of it, in the caller's
-    transaction, so the deliveries exist exactly when the change they report does."""
-    payload = {"event": event.value, "created_at": int(utcnow().timestamp()), "job": job_payload(job)}
-    payload |= data or {}
-    return [_queue(session, hook.id, event, payload, job.id) for hook in _listeners(session, job, event)]
-
-
-def emit_finished(session: Session, job: Job) -> None:
-    """Tell the hooks how ``job`` ended (nothing while it is still on its way)."""
-    event = FINISHED.get(job.status)
-    if event is not None:
-        emit(session, job, event)
-
-
-def _listeners(session: Session, job: Job, event: WebhookEvent) -> list[Webhook]:
-    query = (
-        select(Webhook, User)
-        .join(User, col(User.id) == col(Webhook.owner_id))
-        .where(
-            col(Webhook.active).is_(True),
-            col(User.disabled).is_(False),
-            or_(col(Webhook.owner_id) == job.owner_id, col(Webhook.scope) == WebhookScope.all),
-        )
-        .order_by(col(Webhook.id))
-    )
-    rows = session.exec(query).all()
-    return [hook for hook, owner in rows if event.value in hook.events and _may_hear(hook, owner, job)]
-
-
-def _may_hear(hook: Webhook, owner: User, job: Job) -> bool:
-    """Own jobs always; with scope "all", the jobs the owner may see now (private: admins only)."""
-    if job.owner_id is not None and job.owner_id == owner.id:
-        return True
-    return hook.scope == WebhookScope.all and (owner.role == Role.admin or not job.private)
-
-
-def job_payload(job: Job) -> dict[str, Any]:
-    """The job as a receiver needs it (the full object is at GET /api/v1/fine_tuning/jobs/{id})."""
-    return {
-        "id": job.id,
-        "object": "fine_tuning.job",
-        "status": job.status.value,
-        "model": job.model,
-        "fine_tuned_model": job.fine_tuned_model,
-        "suffix": job.suffix,
-        "owner": job.owner,
-        "private": job.private,
-        "created_at": _unix(job.created_at),
-        "finished_at": _unix(job.finished_at),
-        "error": job.error,
-        "step": job.step,
-        "total_steps": job.total_steps,
-        "trained_tokens": job.trained_tokens,
-        "train_loss": _finite(job.train_loss),
-        "valid_loss": _finite(job.valid_loss),
-    }
-
-
-def _unix(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value else None
-
-
-def _finite(value: float | None) -> float | None:
-    """A diverged job's NaN loss becomes null: NaN is not JSON."""
-    return value if value is not None and math.isfinite(value) else None
+    return queue_delivery(session, hook.id, WebhookEvent.ping, payload, None)

@@ -8,8 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.auth.conftest import Team
-from tests.e2e.support import INSTRUCTION_ROWS
-from tests.worker.test_runner import upload
+from tests.factories import INSTRUCTION_ROWS, upload
 
 JOB_READS = [
     "/api/v1/fine_tuning/jobs/{job}",

@@ -15,8 +15,7 @@ from app.core.ids import new_id
 from app.core.tables import Job, JobStatus, User, Vote, WorkerRecord
 from app.core.timeutil import utcnow
 from tests.auth.conftest import Team
-from tests.e2e.support import INSTRUCTION_ROWS
-from tests.worker.test_runner import upload
+from tests.factories import INSTRUCTION_ROWS, upload
 
 HTML = {"Accept": "text/html"}
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import INSTRUCTION_ROWS, TUNEDECK, Instance, free_port, upload_rows, wait_for
+from tests.e2e.support import TUNEDECK, Instance, free_port, wait_for
 from tests.e2e.test_spine import TINY_JOB
+from tests.factories import INSTRUCTION_ROWS, upload
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def hp_flags(spec: dict[str, object]) -> list[str]:
 @pytest.fixture(scope="module")
 def file_id(embedded: Instance) -> str:
     with embedded.client() as client:
-        return upload_rows(client)
+        return upload(client)
 
 
 def test_datasets_upload_prints_counts_and_list_shows_it(embedded: Instance, tmp_path: Path) -> None:

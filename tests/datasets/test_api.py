@@ -1,6 +1,5 @@
 """Uploading datasets over the REST API: validation, dedupe, split, stats, preview."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -9,10 +8,7 @@ from sqlmodel import select
 
 from app.core.db import read_session
 from app.core.tables import DatasetFile
-
-
-def jsonl(rows: list[dict[str, str]]) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in rows).encode()
+from tests.factories import jsonl
 
 
 def rows(n: int) -> list[dict[str, str]]:

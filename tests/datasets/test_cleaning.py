@@ -1,6 +1,5 @@
 """The cleaning report and cleaned dataset versions: findings, filters, lineage, errors."""
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ from sqlmodel import select
 from app.core.db import read_session
 from app.core.tables import DatasetFile
 from app.datasets.cleaning import mojibake_in, normalise
+from tests.factories import jsonl
 
 ALL_FILTERS = ["near_duplicates", "short_outputs", "mojibake", "repeated_outputs", "too_long"]
 
@@ -43,10 +43,6 @@ PROBLEMS = {
     "repeated_outputs": REPEATED,
     "too_long": LONG,
 }
-
-
-def jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
 
 
 def upload(client: TestClient, rows: list[dict[str, Any]], split: str = "0.1") -> dict[str, Any]:

@@ -159,13 +159,6 @@ def wait_for(predicate: Any, timeout: float, interval: float = 0.2, message: str
     raise TimeoutError(f"timed out waiting for {message}")
 
 
-INSTRUCTION_ROWS = [
-    {"instruction": f"What is {a} plus {b}?", "input": "", "output": f"{a} plus {b} is {a + b}."}
-    for a in range(8)
-    for b in range(5)
-]
-
-
 def healthy(url: str) -> bool:
     """Whether ``url``'s /healthz answers 200 right now."""
     try:
@@ -202,15 +195,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-def upload_rows(client: httpx.Client, rows: list[dict[str, str]] = INSTRUCTION_ROWS) -> str:
-    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    response = client.post(
-        "/api/v1/files", files={"file": ("sums.jsonl", data)}, data={"purpose": "fine-tune"}
-    )
-    response.raise_for_status()
-    return str(response.json()["id"])
 
 
 ADAPTER_CHECK = r"""

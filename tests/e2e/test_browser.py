@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import Instance, upload_rows
+from tests.e2e.support import Instance
 from tests.e2e.test_spine import TINY_JOB
+from tests.factories import upload
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +50,7 @@ def test_job_page_chart_grows_live_and_pages_have_no_console_errors(
     page.on("pageerror", lambda error: errors.append(str(error)))
     embedded.login(page)
     with embedded.client() as client:
-        file_id = upload_rows(client)
+        file_id = upload(client)
         spec = {**TINY_JOB, "n_epochs": 8}
         job_id = client.post(
             "/api/v1/fine_tuning/jobs",

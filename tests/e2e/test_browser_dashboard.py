@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import test_browser
-from tests.e2e.support import Instance, upload_rows, wait_for
+from tests.e2e.support import Instance, wait_for
+from tests.factories import upload
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +44,7 @@ def watched_page(
 def test_start_watch_cancel_filter_and_compare_in_the_browser(browser: Any, embedded: Instance) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with embedded.client() as client:
-        file_id = upload_rows(client)
+        file_id = upload(client)
     page, errors = watched_page(browser, embedded)
     url = embedded.url
 

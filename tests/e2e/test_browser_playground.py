@@ -5,6 +5,7 @@ Screenshots go to test-artifacts/screenshots/playground*.png."""
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e import test_browser
-from tests.e2e.support import TUNEDECK, free_port, login, server_process, wait_for
+from tests.e2e.support import TUNEDECK, free_port, login, server_process, stop, wait_for
 from tests.served import NEW_TOKENS, QUESTION, Served
 
 pytestmark = pytest.mark.slow
@@ -24,14 +25,26 @@ __all__ = ["browser"]  # the fixture this module uses
 
 @pytest.fixture(scope="module")
 def web_url(served: Served, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`tunedeck web` on the served models' database, chatting through that model server."""
+    """`tunedeck web` on the served models' database, chatting through that model server, and a
+    short-lane worker answering its batch compares."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**served.env, "TUNEDECK_MODEL_SERVER_URL": served.url}
-    command = [TUNEDECK, "web", "--data-dir", served.env["TUNEDECK_DATA_DIR"], "--port", str(port)]
-    log_path = tmp_path_factory.mktemp("playground-web") / "web.log"
-    with server_process(command, env, log_path, url, "the web process", timeout=60):
-        yield url
+    data = ["--data-dir", served.env["TUNEDECK_DATA_DIR"]]
+    logs = tmp_path_factory.mktemp("playground-web")
+    with open(logs / "short-lane.log", "wb") as log:
+        short_lane = subprocess.Popen(
+            [TUNEDECK, "worker", *data, "--lanes", "short", "--name", "short@test"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        command = [TUNEDECK, "web", *data, "--port", str(port)]
+        with server_process(command, env, logs / "web.log", url, "the web process", timeout=60):
+            yield url
+    finally:
+        stop(short_lane)
 
 
 def watched_page(browser: Any, web_url: str) -> tuple[Any, list[str]]:

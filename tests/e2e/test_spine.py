@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import Instance, check_adapter_in_fresh_process, sse_messages, upload_rows, wait_for
+from tests.e2e.support import Instance, check_adapter_in_fresh_process, sse_messages, wait_for
+from tests.factories import upload
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ TINY_JOB = {
 
 def run_spine(instance: Instance, tiny_model_dir: Path, tmp_path: Path) -> None:
     with instance.client() as client:
-        file_id = upload_rows(client)
+        file_id = upload(client)
         created = client.post(
             "/api/v1/fine_tuning/jobs",
             json={"model": "tiny-llama", "training_file": file_id, "hyperparameters": TINY_JOB},
@@ -99,7 +100,7 @@ def test_spine_on_postgres_and_redis(services: Instance, tiny_model_dir: Path, t
 
 def test_cancel_running_job_stops_within_a_few_steps_and_frees_the_worker(embedded: Instance) -> None:
     with embedded.client() as client:
-        file_id = upload_rows(client)
+        file_id = upload(client)
         long_job = {**TINY_JOB, "n_epochs": 200}
         job_id = client.post(
             "/api/v1/fine_tuning/jobs",

@@ -13,6 +13,8 @@ from app.core.db import read_session
 from app.core.spec import TrainingSpec
 from app.core.tables import Job
 from app.jobs.advisor import trainable_parameters
+from tests import factories
+from tests.factories import instruction_rows
 from tests.tiny_model import build_tiny_bert, build_tiny_gpt2
 
 
@@ -27,9 +29,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path
 
 
 def upload(client: TestClient, n: int = 40, **form: str) -> str:
-    rows = [{"instruction": f"Question number {i}?", "output": f"Answer {i}."} for i in range(n)]
-    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    return client.post("/api/v1/files", files={"file": ("d.jsonl", data)}, data=form).json()["id"]
+    return factories.upload(client, instruction_rows(n, "Question number {i}?"), **form)
 
 
 def advice(client: TestClient, model: str, file_id: str, **hp: object) -> dict:  # type: ignore[type-arg]

@@ -1,7 +1,7 @@
 """Training-health rules on synthetic curves: each alert once, with the seed's remedies in order."""
 
 from app.core.remedies import OVERFITTING_REMEDIES, UNDERFITTING_REMEDIES
-from app.jobs.monitor import TrainingMonitor
+from worker.training.monitor import TrainingMonitor
 
 
 def feed(train: list[float], valid: list[float], every: int = 10) -> list[str]:

@@ -1,20 +1,20 @@
 """Presets: the built-ins validate, saved presets round-trip, conflicts and bad values say why,
 and the new-job page loads a preset's values and saves the form as a new one."""
 
-import json
 import re
 
 from fastapi.testclient import TestClient
 
 from app.core.spec import TrainingSpec
 from app.presets.builtins import BUILTIN_PRESETS
+from tests import factories
+from tests.factories import instruction_rows
 
 API = "/api/v1/presets"
 
 
 def upload(client: TestClient, n: int = 20) -> str:
-    data = "".join(json.dumps({"instruction": f"q{i}", "output": f"a{i}"}) + "\n" for i in range(n)).encode()
-    return client.post("/api/v1/files", files={"file": ("d.jsonl", data)}).json()["id"]
+    return factories.upload(client, instruction_rows(n, "q{i}", "a{i}"))
 
 
 def input_value(page: str, name: str) -> str:

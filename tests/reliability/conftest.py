@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.e2e.support import TUNEDECK, free_port, wait_for
-from tests.worker.test_runner import events
+from tests.factories import events
 
 
 class Workers:

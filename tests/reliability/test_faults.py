@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.queue import send_training_task
-from tests.e2e.support import INSTRUCTION_ROWS, check_adapter_in_fresh_process, wait_for
+from tests.e2e.support import check_adapter_in_fresh_process, wait_for
+from tests.factories import INSTRUCTION_ROWS, create_job, events, upload
 from tests.reliability.conftest import Workers, finished, job_state
-from tests.worker.test_runner import create_job, events, upload
 
 pytestmark = pytest.mark.slow
 

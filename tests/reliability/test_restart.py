@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import TUNEDECK, Instance, healthy, upload_rows, wait_for, watch_like_a_browser
+from tests.e2e.support import TUNEDECK, Instance, healthy, wait_for, watch_like_a_browser
+from tests.factories import upload
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,7 @@ def test_stopping_tunedeck_run_mid_job_and_starting_again_resumes_it(
     instance.start()
     try:
         with instance.client() as client:
-            file_id = upload_rows(client)
+            file_id = upload(client)
             hp = {
                 "n_epochs": 6,  # 54 steps: stopping cuts the job at once (Celery's cold shutdown)
                 "save_steps": 5,
@@ -100,7 +101,7 @@ def test_restarting_the_web_process_mid_job_loses_no_point_and_the_stream_resume
     restarted: list[subprocess.Popen[bytes]] = []
     try:
         with instance.client() as client:
-            file_id = upload_rows(client)
+            file_id = upload(client)
             hp = {"n_epochs": 4, "logging_steps": 1, "batch_size": 4, "gradient_accumulation_steps": 1}
             job_id = client.post(
                 "/api/v1/fine_tuning/jobs",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.e2e.support import INSTRUCTION_ROWS, wait_for
+from tests.e2e.support import wait_for
+from tests.factories import INSTRUCTION_ROWS, create_job, events, upload
 from tests.reliability.conftest import Workers, finished, job_state
-from tests.worker.test_runner import create_job, events, upload
 
 pytestmark = pytest.mark.slow
 

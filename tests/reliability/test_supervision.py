@@ -15,7 +15,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.e2e.support import Instance, upload_rows, wait_for
+from tests.e2e.support import Instance, wait_for
+from tests.factories import upload
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +78,7 @@ def test_killed_worker_and_model_server_come_back_while_the_web_app_answers(
                 "max_seq_length": 128,
                 "gradient_checkpointing": False,
             }
-            body = {"model": "tiny-llama", "training_file": upload_rows(client), "hyperparameters": hp}
+            body = {"model": "tiny-llama", "training_file": upload(client), "hyperparameters": hp}
             job_id = client.post("/api/v1/fine_tuning/jobs", json=body).json()["id"]
             url = f"/api/v1/fine_tuning/jobs/{job_id}"
             wait_for(lambda: client.get(url).json()["progress"]["step"] >= 8, timeout=180, message="step 8")

@@ -11,7 +11,8 @@ import anyio
 import pytest
 from sqlmodel import select
 
-from tests.e2e.support import INSTRUCTION_ROWS, Instance, wait_for
+from tests.e2e.support import Instance, wait_for
+from tests.factories import INSTRUCTION_ROWS
 
 # Names and cells a shell or a browser would run, if anything ever passed them to one.
 SHELL_NAME = "$(touch /tmp/pwned-tunedeck); rm -rf x `touch /tmp/pwned-tunedeck2`.jsonl"

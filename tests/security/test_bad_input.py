@@ -129,7 +129,7 @@ def test_page_and_cursor_numbers_beyond_any_database_are_a_4xx(client: TestClien
 
 def test_the_job_form_validates_like_the_api(client: TestClient, tiny_model: str) -> None:
     """A 100 KB suffix with NUL and markup was stored from the form (the API refused it)."""
-    from tests.worker.test_runner import upload
+    from tests.factories import upload
 
     file_id = upload(client, [{"instruction": f"q{i}", "output": f"a{i}"} for i in range(12)])
     suffix = "<b>x</b>\x00" + "y" * 100_000

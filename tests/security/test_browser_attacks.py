@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.e2e import test_browser
-from tests.e2e.support import INSTRUCTION_ROWS, Instance
+from tests.e2e.support import Instance
+from tests.factories import INSTRUCTION_ROWS
 from tests.security.conftest import SCRIPT, FinishedJob
 
 pytestmark = pytest.mark.slow
@@ -59,7 +60,7 @@ def add_event(instance: Instance, job_id: str, message: str) -> None:
     """Write an event into the instance's own database, as a worker would."""
     from app.core.config import get_settings
     from app.core.db import session_scope
-    from app.jobs.service import add_event as add
+    from app.core.events import add_event as add
 
     with pytest.MonkeyPatch.context() as env:
         env.setenv("TUNEDECK_DATA_DIR", str(instance.data_dir))

@@ -9,8 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.accounts import PASSWORD
-from tests.e2e.support import INSTRUCTION_ROWS
-from tests.worker.test_runner import create_job, upload
+from tests.factories import INSTRUCTION_ROWS, create_job, upload
 
 CSRF_MESSAGE = "the form's CSRF token is missing or out of date"
 

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.e2e.support import INSTRUCTION_ROWS
+from tests.factories import INSTRUCTION_ROWS, upload
 from tests.security.conftest import raw_request
-from tests.worker.test_runner import upload
 
 MARKER = b"TOP-SECRET-OUTSIDE-THE-ARTIFACTS"
 TRAVERSALS = [

@@ -5,8 +5,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from tests.e2e.support import INSTRUCTION_ROWS
-from tests.worker.test_runner import create_job, upload
+from tests.factories import INSTRUCTION_ROWS, create_job, upload
 
 HUGE = str(2**63)  # one past the largest integer SQLite and Postgres store
 

@@ -1,6 +1,6 @@
 """The security headers hold on error answers too (401, 403, 404, 413, 422, 500), the model server sends
 them as well, and every server command binds to 127.0.0.1 unless told otherwise.
-(Pages and API answers: tests/test_security_headers.py.)"""
+(Pages and API answers: tests/core/test_security_headers.py.)"""
 
 from pathlib import Path
 

@@ -7,7 +7,8 @@ import json
 import openai
 import pytest
 
-from tests.e2e.support import INSTRUCTION_ROWS, Instance
+from tests.e2e.support import Instance
+from tests.factories import INSTRUCTION_ROWS
 from tests.security.conftest import FinishedJob
 
 pytestmark = pytest.mark.slow

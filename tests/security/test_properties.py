@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 
 from app.datasets.parsing import DatasetInvalid, ParsedDataset, parse_dataset
 from tests.accounts import bearer, make_user
-from tests.e2e.support import INSTRUCTION_ROWS
+from tests.factories import INSTRUCTION_ROWS, create_job, upload
 from tests.security.conftest import stored_files
-from tests.worker.test_runner import create_job, upload
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 whatever the input, the answer is never a 5xx (bad input is a 4xx that says what to fix).
 
 Left out: the live stream (an SSE answer never ends) and the /v1 pass-through, whose answers come
-from the model server (no model server runs here, so those are 503 by design; tests/serving
+from the model server (no model server runs here, so those are 503 by design; tests/worker/serving
 covers that server's validation). Jobs that generated input happens to make valid stay queued: no
 worker listens on the queue they go to.
 """
@@ -20,8 +20,7 @@ from schemathesis.checks import not_a_server_error
 
 from app.main import create_app
 from tests.accounts import bearer, make_user
-from tests.e2e.support import INSTRUCTION_ROWS
-from tests.worker.test_runner import create_job, upload
+from tests.factories import INSTRUCTION_ROWS, create_job, upload
 
 pytestmark = pytest.mark.slow
 

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.factories import upload  # noqa: F401  (the tests of this folder take it from here)
 from tests.tiny_model import build_tiny_bert, build_tiny_t5
 
 QUICK = {
@@ -47,13 +48,6 @@ def tiny_t5(configured: Path, tiny_t5_dir: Path) -> str:
 def sqlite_only(database_url: str) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the runner's database code is covered on Postgres by the end-to-end test")
-
-
-def upload(client: TestClient, rows: list[dict[str, Any]], filename: str = "d.jsonl", **form: str) -> str:
-    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
-    response = client.post("/api/v1/files", files={"file": (filename, data)}, data=form)
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
 
 
 def create_job(client: TestClient, model: str, file_id: str, **hp: object) -> str:

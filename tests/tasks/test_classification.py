@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core import metric_names
+from tests.factories import run_job
 from tests.tasks.conftest import create_job, metrics, run_fresh, upload
-from worker.training.runner import run_job
 
 SUBJECTS = ["the movie", "this film", "our dinner", "that book", "the show", "my day", "the hotel", "a trip"]
 EXTRAS = ["", " today", " overall", " again", " indeed", " honestly", " truly", " really"]
@@ -194,7 +194,7 @@ with torch.no_grad():
 def test_seq_cls_adapter_merges_into_a_plain_classifier(
     client: TestClient, tiny_model: str, tiny_model_dir: Path, configured: Path, sqlite_only: None
 ) -> None:
-    from worker.merge import run_merge
+    from worker.export.merge import run_merge
 
     file_id = upload(client, sentiment_rows(), validation_split="0.2")
     hp = {"task_type": "SEQ_CLS", "r": 16, "lora_alpha": 16, "learning_rate": 5e-3, "n_epochs": 4}

@@ -7,8 +7,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from app.core import metric_names
+from tests.factories import run_job
 from tests.tasks.conftest import create_job, metrics, run_fresh, upload
-from worker.training.runner import run_job
 
 ROWS = [
     {"instruction": f"Spell the number {i}", "input": "in words" if i % 2 else "", "output": f"number {i}"}

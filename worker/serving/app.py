@@ -15,14 +15,13 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from app.auth import service as accounts
-from app.auth.deps import internal_token, same_secret
+from app.core.asgi import SecurityHeaders
+from app.core.catalog import ServedModel, resolve, served_models
 from app.core.config import get_settings
+from app.core.credentials import internal_token, same_secret, user_for_api_key
 from app.core.db import read_session, session_scope
 from app.core.storage import get_store
 from app.core.tables import Role
-from app.security import SecurityHeaders
-from app.serving.catalog import ServedModel, resolve, served_models
 from worker.serving import ops
 from worker.serving.engine import Engine, Result, Sampling
 
@@ -83,7 +82,7 @@ def viewer_of(request: Request) -> int | None:
         viewer = request.headers.get(VIEWER_HEADER, "admin")
         return None if viewer == "admin" else int(viewer) if viewer.isdigit() else -1
     with session_scope() as session:
-        found = accounts.user_for_api_key(session=session, secret=secret)
+        found = user_for_api_key(session=session, secret=secret)
         if found is None:
             raise Unauthorized("the API key is not valid (revoked, or never issued)")
         user = found[0]

@@ -25,8 +25,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
+from app.core.catalog import ServedModel
 from app.core.storage import get_store
-from app.serving.catalog import ServedModel
 
 log = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from prometheus_client.registry import Collector
 from sqlmodel import select
 
 from app.core.db import read_session
+from app.core.health import NotReady, check_database, check_storage, readiness
+from app.core.prometheus import CountRequests, HttpMetrics, exposition, scrape_refusal
 from app.core.tables import BaseModelRecord
-from app.ops.health import NotReady, check_database, check_storage, readiness
-from app.ops.metrics import CountRequests, HttpMetrics, exposition, scrape_refusal
 
 TOKENS_PER_SECOND_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
 

@@ -14,7 +14,7 @@ from app.core import metric_names
 from app.core.faults import fault, pause
 from app.core.spec import TrainingSpec
 from app.core.storage import ArtifactStore
-from app.jobs.monitor import Alert, TrainingMonitor
+from worker.training.monitor import Alert, TrainingMonitor
 from worker.training.reporting import JobCancelled, JobReporter
 
 LOG_KEYS = {

@@ -2,10 +2,9 @@
 
 from typing import Any
 
+from app.core.rows import read_split, to_messages
 from app.core.storage import ArtifactStore
 from app.core.tables import Job
-from app.datasets.parsing import to_messages
-from app.datasets.service import read_split
 
 
 class TrainingDataError(ValueError):

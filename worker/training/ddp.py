@@ -22,7 +22,7 @@ from typing import Any
 import torch.distributed as dist
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from app.jobs.monitor import Alert
+from worker.training.monitor import Alert
 from worker.training.reporting import JobReporter
 
 # The TrainerControl flags that decide what every rank does next; they must agree across ranks.

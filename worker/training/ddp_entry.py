@@ -30,9 +30,9 @@ from app.core.db import read_session
 from app.core.spec import TrainingSpec
 from app.core.storage import get_store
 from app.core.tables import BaseModelRecord, Job
-from app.jobs.monitor import Alert
 from worker.training import ddp
 from worker.training.data import TrainingDataError, load_job_rows
+from worker.training.monitor import Alert
 from worker.training.pipeline import ModelLoadError, TrainOutcome
 from worker.training.reporting import FencedOff, JobCancelled, JobReporter
 
@@ -270,7 +270,7 @@ def train_rank(
     Rank 0 writes the adapter into ``adapter_dir``; the others get a scratch folder in the run
     folder, so that nothing they do lands in the artifact store.
     """
-    from worker.training.runner import TRAINERS  # the runner imports this module
+    from worker.training.registry import TRAINERS  # heavy: only the ranks need every trainer
 
     store = get_store()
     with read_session() as session:

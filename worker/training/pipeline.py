@@ -21,12 +21,12 @@ from trl import SFTConfig, SFTTrainer
 from app.core.faults import pause
 from app.core.spec import TrainingSpec
 from app.core.storage import ArtifactStore
-from app.jobs.monitor import Alert
 from worker.training import ddp
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
 from worker.training.logstate import ResumableLogMixin
+from worker.training.monitor import Alert
 from worker.training.reporting import JobCancelled, JobReporter
 
 

@@ -12,15 +12,14 @@ from sqlmodel import Session, col, delete, select, update
 
 from app.core import metric_names
 from app.core.db import read_session, session_scope
+from app.core.events import add_event
 from app.core.ids import new_id
-from app.core.tables import Checkpoint, Job, JobStatus, Metric, WebhookEvent
+from app.core.outbox import emit, emit_finished
+from app.core.scheduling import charge
+from app.core.tables import ACTIVE, Checkpoint, Job, JobStatus, Metric, WebhookEvent
 from app.core.timeutil import utcnow
-from app.jobs.monitor import Alert
-from app.jobs.scheduling import charge
-from app.jobs.service import add_event
-from app.webhooks.service import emit, emit_finished
+from worker.training.monitor import Alert
 
-ATTEMPT_STATUSES = (JobStatus.validating_files, JobStatus.running)  # an attempt under way
 FLUSH_INTERVAL_S = 0.2  # metric points, progress and events reach the database in batches this often
 QUICK_BUSY_TIMEOUT_MS = 500  # the background writer does not wait long on a locked SQLite: it retries
 MAX_RETRY_DELAY_S = 1.0  # between tries of a batch the database refused
@@ -247,7 +246,7 @@ class JobReporter:
         (handed back by `tunedeck run` shutting down, or re-queued): then it is fenced off too."""
         with read_session() as session:
             job = session.get(Job, self.job_id)
-            if job is not None and (job.attempt != self.fence or job.status not in ATTEMPT_STATUSES):
+            if job is not None and (job.attempt != self.fence or job.status not in ACTIVE):
                 self.lost.set()
             return job is None or job.cancel_requested or self.fenced
 

@@ -11,32 +11,28 @@ import torch
 
 from app.core.db import read_session, session_scope
 from app.core.faults import pause
+from app.core.leases import retry_or_fail
 from app.core.logs import job_context
 from app.core.queue import GIB
+from app.core.scheduling import Claim, claim_next, pass_on, wake_owner
 from app.core.spec import TrainingSpec
 from app.core.storage import ArtifactStore, get_store
 from app.core.tables import BaseModelRecord, Job, JobStatus
 from app.core.timeutil import utcnow
-from app.jobs.leases import retry_or_fail
-from app.jobs.scheduling import Claim, claim_next, pass_on, wake_owner
 from worker.beacon import advertised_memory_gib
-from worker.lease import Heartbeat
-from worker.training.classification import train_classifier
+from worker.heartbeat import Heartbeat
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.ddp_entry import NotEnoughDevices, train_distributed
-from worker.training.pipeline import ModelLoadError, TrainOutcome, train_adapter
+from worker.training.pipeline import ModelLoadError, TrainOutcome
+from worker.training.registry import TRAINERS
 from worker.training.reporting import FencedOff, JobCancelled, JobReporter
-from worker.training.seq2seq import train_seq2seq
-
-# Every task trains with the same keyword arguments and returns a TrainOutcome.
-TRAINERS = {"CAUSAL_LM": train_adapter, "SEQ_CLS": train_classifier, "SEQ_2_SEQ_LM": train_seq2seq}
 
 log = logging.getLogger(__name__)
 
 
 def run_next(woken_by: str, worker_name: str) -> str:
     """The training task: a message only wakes this worker, which takes the best waiting job it can
-    hold (app/jobs/scheduling.py) — usually ``woken_by``, else a job of higher priority."""
+    hold (app/core/scheduling.py) — usually ``woken_by``, else a job of higher priority."""
     memory = advertised_memory_gib()
     claimed = claim_next(
         worker=worker_name,
@@ -48,21 +44,11 @@ def run_next(woken_by: str, worker_name: str) -> str:
         log.info("woken for job %s, but no waiting job may run on this worker now; skipping", woken_by)
         return "skipped"
     log.info("woken for job %s; taking job %s", woken_by, claimed.job_id)
-    return _run_claimed(claimed, worker_name)
+    return run_claimed(claimed, worker_name)
 
 
-def run_job(job_id: str, worker_name: str) -> str:
-    """Run job ``job_id`` to its end (or hand it back for a retry) if it may run now; return the outcome."""
-    claimed = claim_next(worker=worker_name, memory_bytes=None, gpus=torch.cuda.device_count(), only=job_id)
-    if claimed is None:
-        pass_on(job_id, None, None)  # a retry that came before its backoff ended waits for the rest
-        log.info("job %s is not waiting for a worker; skipping", job_id)
-        return "skipped"
-    return _run_claimed(claimed, worker_name)
-
-
-def _run_claimed(claimed: Claim, worker_name: str) -> str:
-    """Run the claimed attempt; log lines meanwhile carry the job's id."""
+def run_claimed(claimed: Claim, worker_name: str) -> str:
+    """Run the claimed attempt to its end; log lines meanwhile carry the job's id."""
     job_id, fence = claimed.job_id, claimed.fence
     try:
         with (

@@ -3,7 +3,19 @@
 from app.core.tables.account import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.core.tables.base_model import BaseModelRecord
 from app.core.tables.dataset import DatasetFile
-from app.core.tables.job import Checkpoint, Job, JobEvent, JobStatus, Merge, Metric
+from app.core.tables.job import (
+    ACTIVE,
+    FINISHED,
+    MERGE_UNDER_WAY,
+    WAITING,
+    Checkpoint,
+    Job,
+    JobEvent,
+    JobStatus,
+    Merge,
+    MergeStatus,
+    Metric,
+)
 from app.core.tables.playground import BatchOutput, BatchRun, BatchStatus, Vote
 from app.core.tables.preset import Preset
 from app.core.tables.webhook import (
@@ -17,7 +29,11 @@ from app.core.tables.webhook import (
 from app.core.tables.worker import ProcessRecord, WorkerRecord
 
 __all__ = [
+    "ACTIVE",
+    "FINISHED",
+    "MERGE_UNDER_WAY",
     "SUBSCRIBABLE_EVENTS",
+    "WAITING",
     "ApiKey",
     "AppSecret",
     "AuditEvent",
@@ -34,6 +50,7 @@ __all__ = [
     "LoginSession",
     "LoginThrottle",
     "Merge",
+    "MergeStatus",
     "Metric",
     "Preset",
     "ProcessRecord",

@@ -23,10 +23,13 @@ class JobStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
+        return self in FINISHED
 
 
-TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+# The status groups, spelled once: a job waiting for a worker, an attempt under way, an ending.
+WAITING = (JobStatus.queued, JobStatus.retrying)
+ACTIVE = (JobStatus.validating_files, JobStatus.running)
+FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
 class Job(SQLModel, table=True):
@@ -146,7 +149,19 @@ class Checkpoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
-MERGE_UNDER_WAY = ("queued", "running", "cancelling")  # a merge in these has its task still to finish
+class MergeStatus(StrEnum):
+    """A merge's states; ``cancelling`` waits for the worker to stop at its next stage."""
+
+    queued = "queued"
+    running = "running"
+    cancelling = "cancelling"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+# a merge in these has its task still to finish
+MERGE_UNDER_WAY = (MergeStatus.queued, MergeStatus.running, MergeStatus.cancelling)
 
 
 class Merge(SQLModel, table=True):
@@ -156,10 +171,9 @@ class Merge(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=64)
     job_id: str = Field(max_length=64, foreign_key="jobs.id", ondelete="CASCADE", index=True)
-    status: str = Field(
-        default="queued",
-        max_length=16,
-        description="queued, running, cancelling, succeeded, failed, cancelled",
+    status: MergeStatus = Field(
+        default=MergeStatus.queued,
+        sa_type=sa.Enum(MergeStatus, native_enum=False, length=16, create_constraint=False),
     )
     progress: float = 0.0
     message: str = Field(default="", max_length=500)

@@ -36,7 +36,7 @@ class BatchStatus(StrEnum):
 
 
 class BatchRun(SQLModel, table=True):
-    """Prompts × models answered one at a time by the model server, in the web process."""
+    """Prompts × models answered one at a time by the model server, by a short-lane worker."""
 
     __tablename__ = "batch_runs"
 
@@ -55,6 +55,9 @@ class BatchRun(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str | None = Field(default=None, max_length=2000)
+    heartbeat_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, description="its worker's last answer (or when it was sent again)"
+    )
 
 
 class BatchOutput(SQLModel, table=True):
