@@ -15,6 +15,7 @@ from app.core.paths import resource_dir
 from app.core.prometheus import CountRequests
 from app.datasets import api as files_api
 from app.datasets import views as datasets_views
+from app.evals import api as evals_api
 from app.http.context import RequestContext
 from app.http.errors import install_error_handlers
 from app.http.limits import UploadLimit
@@ -69,6 +70,7 @@ def create_app() -> FastAPI:
         models_api,
         presets_api,
         playground_api,
+        evals_api,
         serving_proxy,
         jobs_views,
         datasets_views,

@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from app.core.config import get_settings
-from tests.served import references, served
+from tests.served import references, served, served_web
 from tests.tiny_model import build_tiny_llama
 
-__all__ = ["references", "served"]  # a model server on trained adapters, built once per process
+__all__ = ["references", "served", "served_web"]  # a model server on trained adapters, built once per process
 
 if TYPE_CHECKING:
     from tests.e2e.support import Instance
@@ -158,6 +158,7 @@ def embedded(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
 SHARES_THE_MODEL_SERVER = {
     "tests/worker/serving/test_server.py",
     "tests/playground/test_playground.py",
+    "tests/evals/test_evals.py",
     "tests/e2e/test_browser_playground.py",
 }
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -143,3 +144,29 @@ def ask(client, model: str) -> str:  # type: ignore[no-untyped-def]
         model=model, messages=QUESTION, temperature=0, max_tokens=NEW_TOKENS
     )
     return str(reply.choices[0].message.content)
+
+
+@pytest.fixture
+def served_web(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The web app on the served models' database, its /v1 and batches going to that server."""
+    from app.core.config import get_settings
+    from app.main import create_app
+
+    for key in ("TUNEDECK_DATA_DIR", "DATABASE_URL"):
+        monkeypatch.setenv(key, served.env[key])
+    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
+    get_settings.cache_clear()
+    with TestClient(create_app(), headers=served.auth) as client:
+        yield client
+    get_settings.cache_clear()
+
+
+def direct(served: Served, model: str, prompt: str, max_tokens: int = NEW_TOKENS) -> str:
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": max_tokens,
+    }
+    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120, headers=served.auth)
+    return str(reply.json()["choices"][0]["message"]["content"])

@@ -19,7 +19,17 @@ LAYERS = {  # app's top-level packages and modules, lowest first
     "app.auth": 2,
     **{
         f"app.{domain}": 3
-        for domain in ("basemodels", "datasets", "jobs", "ops", "playground", "presets", "v1", "webhooks")
+        for domain in (
+            "basemodels",
+            "datasets",
+            "evals",
+            "jobs",
+            "ops",
+            "playground",
+            "presets",
+            "v1",
+            "webhooks",
+        )
     },
     **{f"app.{top}": 4 for top in ("main", "cli", "supervisor", "client")},
 }

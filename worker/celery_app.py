@@ -65,8 +65,9 @@ def _start_background(sender: object = None, **_: object) -> None:
     if "short" in lanes():
         from worker.batches import BatchSweep
         from worker.deliveries import OutboxSweep
+        from worker.evals.run import EvalSweep
 
-        _sweeps.extend([OutboxSweep().start(), BatchSweep().start()])
+        _sweeps.extend([OutboxSweep().start(), BatchSweep().start(), EvalSweep().start()])
     _beacon = Beacon(str(getattr(sender, "hostname", None) or "worker"))
     _beacon.start()
 

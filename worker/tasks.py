@@ -2,7 +2,7 @@
 
 import socket
 
-from app.core.queue import BATCH_TASK, DELIVER_TASK, MERGE_TASK, TRAIN_TASK
+from app.core.queue import BATCH_TASK, DELIVER_TASK, EVAL_TASK, MERGE_TASK, TRAIN_TASK
 from worker.celery_app import celery
 
 
@@ -36,3 +36,11 @@ def batch(batch_id: str) -> str:
     from worker.batches import run_batch
 
     return run_batch(batch_id)
+
+
+@celery.task(name=EVAL_TASK)
+def evaluate(run_id: str) -> str:
+    """Answer and grade an eval run's open items; return the run's final status."""
+    from worker.evals.run import run_eval
+
+    return run_eval(run_id)

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     model_server_api_key: str | None = Field(
         None, description="Bearer token for an external OpenAI-compatible server (never logged)"
     )
+    judge_base_url: str | None = Field(
+        None,
+        description="An OpenAI-compatible endpoint (e.g. https://api.openai.com/v1) for score_model and "
+        "label_model judges that tunedeck does not serve itself; set by an admin",
+    )
+    judge_api_key: str | None = Field(None, description="Bearer token for judge_base_url (never logged)")
     internal_token: str | None = Field(
         None,
         description="Token the web app uses with tunedeck's model server; by default one generated "

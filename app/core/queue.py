@@ -17,6 +17,7 @@ TRAIN_TASK = "tunedeck.train"
 MERGE_TASK = "tunedeck.merge"
 DELIVER_TASK = "tunedeck.deliver"  # one webhook delivery's next attempt
 BATCH_TASK = "tunedeck.batch"  # a playground batch compare
+EVAL_TASK = "tunedeck.eval"  # an eval run: generate and grade its items
 LANES = ("train", "short")
 log = logging.getLogger(__name__)
 

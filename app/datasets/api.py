@@ -52,11 +52,19 @@ async def upload_file(
     split_seed: Annotated[int, Form(ge=0, le=service.SEED_MAX)] = 42,
     private: Annotated[bool, Form(description="only you and admins see it")] = False,
 ) -> FilePublic:
-    if purpose != "fine-tune":
-        raise HTTPException(400, "purpose must be 'fine-tune'")
+    if purpose not in ("fine-tune", "evals"):
+        raise HTTPException(400, "purpose must be 'fine-tune' (training data) or 'evals' (eval items)")
     data = await read_upload(file)
-    dataset = await run_in_threadpool(  # parsing a large file takes seconds: not on the event loop
-        partial(
+    if purpose == "evals":
+        make = partial(
+            service.create_eval_items,
+            session=session,
+            store=store,
+            filename=file.filename or "items",
+            data=data,
+        )
+    else:
+        make = partial(
             service.create_dataset,
             session=session,
             store=store,
@@ -65,7 +73,7 @@ async def upload_file(
             validation_split=validation_split,
             split_seed=split_seed,
         )
-    )
+    dataset = await run_in_threadpool(make)  # parsing a large file takes seconds: not on the event loop
     set_owner(dataset, user, private=private)
     log_action(session, request, user, "file_uploaded", "file", dataset.id, filename=dataset.filename)
     commit(session)

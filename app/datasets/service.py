@@ -78,6 +78,55 @@ def create_dataset(
     return dataset
 
 
+EVAL_ITEMS = "eval_items"  # the format of a file uploaded with purpose "evals"
+
+
+def create_eval_items(*, session: Session, store: ArtifactStore, filename: str, data: bytes) -> DatasetFile:
+    """A file of eval items (purpose "evals"): JSONL, one object a line, each ``{"item": {…}}``
+    (optionally with a ``sample``) as OpenAI has them, or a bare object, which becomes the item.
+    Items are graded as given: no splitting, no deduplication. Refused whole (DatasetInvalid,
+    nothing stored) when a line is not a JSON object."""
+    pause("parse_delay")
+    problems: list[Problem] = []
+    items: list[dict[str, Any]] = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise DatasetInvalid([Problem(0, "the file is not UTF-8 text")]) from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(number, f"not valid JSON ({exc.msg})"))
+            continue
+        if not isinstance(value, dict):
+            problems.append(Problem(number, "each line is one JSON object (an eval item)"))
+            continue
+        wrapped = isinstance(value.get("item"), dict) and set(value) <= {"item", "sample"}
+        items.append(value if wrapped else {"item": value})
+    if problems:
+        raise DatasetInvalid(problems)
+    if not items:
+        raise DatasetInvalid([Problem(0, "the file holds no items")])
+    dataset = DatasetFile(
+        id=new_id("file"),
+        filename=_display_name(filename),
+        purpose="evals",
+        bytes=len(data),
+        format=EVAL_ITEMS,
+        rows=len(items),
+        train_rows=len(items),
+        validation_rows=0,
+        validation_split=0.0,
+        split_seed=0,
+    )
+    lines = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items).encode("utf-8")
+    _store(session=session, store=store, dataset=dataset, original=data, splits={"items": lines})
+    return dataset
+
+
 def _display_name(filename: str) -> str:
     """The uploaded name as sent (it is only ever shown, never used as a path), minus control characters."""
     return "".join(c for c in filename if c.isprintable())[:255] or "dataset"

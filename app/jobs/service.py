@@ -145,6 +145,12 @@ def _lookup(
             files.append(get_dataset(session=session, dataset_id=file_id) if file_id else None)
         except NotFound as exc:
             raise InvalidJobRequest(str(exc), param) from None
+        if files[-1] is not None and files[-1].purpose != "fine-tune":
+            raise InvalidJobRequest(
+                f"file {file_id} holds eval items (purpose {files[-1].purpose!r}); train on a file uploaded "
+                "with purpose 'fine-tune'",
+                param,
+            )
     train = files[0]
     assert train is not None
     return base, train, files[1]

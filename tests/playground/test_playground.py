@@ -5,7 +5,6 @@ safe CSV/JSONL exports and escaped tables, and the page with the served models i
 import csv
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from fastapi.testclient import TestClient
 from app.core.ids import new_id
 from app.core.tables import Job, JobStatus
 from tests.e2e.support import wait_for
-from tests.served import NEW_TOKENS, QUESTION, Served
+from tests.served import NEW_TOKENS, QUESTION, Served, direct
 from worker.batches import run_batch
 
 PROMPTS = [QUESTION[0]["content"], "=SUM(A1)", "<script>alert(1)</script> Say hi"]
@@ -205,38 +204,12 @@ def test_the_page_renders_without_any_served_model(client: TestClient) -> None:
 # ---- against the real model server ----------------------------------------------------------
 
 
-@pytest.fixture
-def web(served: Served, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The web app on the served models' database, its /v1 and batches going to that server."""
-    from app.core.config import get_settings
-    from app.main import create_app
-
-    for key in ("TUNEDECK_DATA_DIR", "DATABASE_URL"):
-        monkeypatch.setenv(key, served.env[key])
-    monkeypatch.setenv("TUNEDECK_MODEL_SERVER_URL", served.url)
-    get_settings.cache_clear()
-    with TestClient(create_app(), headers=served.auth) as client:
-        yield client
-    get_settings.cache_clear()
-
-
-def direct(served: Served, model: str, prompt: str, max_tokens: int = NEW_TOKENS) -> str:
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "temperature": 0,
-        "max_tokens": max_tokens,
-    }
-    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120, headers=served.auth)
-    return str(reply.json()["choices"][0]["message"]["content"])
-
-
-def finished(web: TestClient, batch_id: str) -> dict[str, Any]:
+def finished(served_web: TestClient, batch_id: str) -> dict[str, Any]:
     """The batch after the short lane answered it (run here, as its worker would)."""
     run_batch(batch_id)
     url = f"/api/v1/playground/batches/{batch_id}"
     return wait_for(
-        lambda: (b := web.get(url).json())["status"] in ("succeeded", "failed") and b,
+        lambda: (b := served_web.get(url).json())["status"] in ("succeeded", "failed") and b,
         timeout=180,
         message="the batch",
     )
@@ -244,14 +217,14 @@ def finished(web: TestClient, batch_id: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_a_batch_compares_models_end_to_end_and_exports_safely(
-    web: TestClient, served: Served, references: dict[str, str]
+    served_web: TestClient, served: Served, references: dict[str, str]
 ) -> None:
     models = ["tiny-llama", served.adapters[0]]
     body = {"models": models, "prompts": PROMPTS, "max_tokens": NEW_TOKENS, "temperature": 0}
-    created = web.post("/api/v1/playground/batches", json=body)
+    created = served_web.post("/api/v1/playground/batches", json=body)
     assert created.status_code == 200, created.text
     assert created.json()["status"] == "queued" and created.json()["total"] == 6
-    batch = finished(web, created.json()["id"])
+    batch = finished(served_web, created.json()["id"])
     assert batch["status"] == "succeeded", batch["error"]
     assert batch["progress"] == 6 and [r["prompt"] for r in batch["rows"]] == PROMPTS
     for row in batch["rows"]:
@@ -265,38 +238,40 @@ def test_a_batch_compares_models_end_to_end_and_exports_safely(
     assert question[served.adapters[0]] == references[served.adapters[0]]
     assert question["tiny-llama"] != question[served.adapters[0]]  # the adapter changed the answer
 
-    exported = web.get(f"/api/v1/playground/batches/{batch['id']}/export.csv")
+    exported = served_web.get(f"/api/v1/playground/batches/{batch['id']}/export.csv")
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     table = list(csv.reader(io.StringIO(exported.text)))
     assert table[0] == ["prompt", *models] and len(table) == 4
     assert table[2][0] == "'=SUM(A1)"
     assert all(not cell.startswith(("=", "+", "-", "@", "\t", "\r")) for line in table for cell in line)
 
-    lines = web.get(f"/api/v1/playground/batches/{batch['id']}/export.jsonl").text.splitlines()
+    lines = served_web.get(f"/api/v1/playground/batches/{batch['id']}/export.jsonl").text.splitlines()
     objects = [json.loads(line) for line in lines]
     assert [o["prompt"] for o in objects] == PROMPTS
     assert objects[0]["outputs"] == {m: question[m] for m in models}
 
-    html = web.get(f"/playground/batches/{batch['id']}").text
+    html = served_web.get(f"/playground/batches/{batch['id']}").text
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Say hi" in html and "<script>alert" not in html
     assert "hx-trigger" not in html and "export.csv" in html  # finished: no more polling
 
 
 @pytest.mark.slow
-def test_a_batch_takes_its_prompts_from_a_jobs_validation_split(web: TestClient, served: Served) -> None:
+def test_a_batch_takes_its_prompts_from_a_jobs_validation_split(
+    served_web: TestClient, served: Served
+) -> None:
     job_id = served.adapters[0].split(":")[1]
     body = {"models": served.adapters, "source": {"job_id": job_id}, "limit": 2, "max_tokens": 3}
-    created = web.post("/api/v1/playground/batches", json=body)
+    created = served_web.post("/api/v1/playground/batches", json=body)
     assert created.status_code == 200, created.text
-    batch = finished(web, created.json()["id"])
+    batch = finished(served_web, created.json()["id"])
     assert batch["status"] == "succeeded" and batch["source_job"] == job_id
     prompts = [row["prompt"] for row in batch["rows"]]
     assert len(prompts) == 2 and all(p.startswith("What is ") and p.endswith("?") for p in prompts)
 
 
 @pytest.mark.slow
-def test_the_page_lists_every_served_model_in_its_pickers(web: TestClient, served: Served) -> None:
-    page = web.get("/playground")
+def test_the_page_lists_every_served_model_in_its_pickers(served_web: TestClient, served: Served) -> None:
+    page = served_web.get("/playground")
     assert page.status_code == 200
     for name in ("tiny-llama", *served.adapters, served.checkpoint, served.merged):
         assert f'<option value="{name}">' in page.text
@@ -304,5 +279,5 @@ def test_the_page_lists_every_served_model_in_its_pickers(web: TestClient, serve
         assert f'<optgroup label="{group}">' in page.text
     assert f'data-defaults="tiny-llama,{served.adapters[1]}"' in page.text  # the newest adapter
     assert '<script src="/static/js/playground.js">' in page.text
-    blind = web.get("/playground", params={"blind": 1})
+    blind = served_web.get("/playground", params={"blind": 1})
     assert 'data-blind="1"' in blind.text and 'name="candidate"' in blind.text

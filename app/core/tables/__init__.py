@@ -3,6 +3,7 @@
 from app.core.tables.account import ApiKey, AppSecret, AuditEvent, LoginSession, LoginThrottle, Role, User
 from app.core.tables.base_model import BaseModelRecord
 from app.core.tables.dataset import DatasetFile
+from app.core.tables.evals import RUN_UNDER_WAY, Eval, EvalOutputItem, EvalRun, EvalRunStatus
 from app.core.tables.job import (
     ACTIVE,
     FINISHED,
@@ -32,6 +33,7 @@ __all__ = [
     "ACTIVE",
     "FINISHED",
     "MERGE_UNDER_WAY",
+    "RUN_UNDER_WAY",
     "SUBSCRIBABLE_EVENTS",
     "WAITING",
     "ApiKey",
@@ -44,6 +46,10 @@ __all__ = [
     "Checkpoint",
     "DatasetFile",
     "DeliveryStatus",
+    "Eval",
+    "EvalOutputItem",
+    "EvalRun",
+    "EvalRunStatus",
     "Job",
     "JobEvent",
     "JobStatus",

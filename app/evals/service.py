@@ -1,0 +1,496 @@
+"""Evals and their runs: checked and stored here, answered and graded by a short-lane worker
+(worker/evals/). No HTTP here.
+
+A run takes a snapshot of its items when it is made (``evals/<run id>/items.jsonl`` in the
+artifact store), so a file or job deleted later does not change a run that used it. Every item is
+checked against the eval's ``item_schema`` and every ``{{item.…}}`` the templates name must be
+in every item: a run that could not be graded as asked is refused before it starts.
+"""
+
+import json
+import re
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+from pydantic import ValidationError
+from sqlmodel import Session, col, select
+
+from app.core.catalog import served_models
+from app.core.config import get_settings
+from app.core.db import after_commit
+from app.core.errors import Conflict, NotFound
+from app.core.ids import new_underscored_id
+from app.core.queue import EVAL_TASK, send_short_task
+from app.core.rows import read_split, to_messages
+from app.core.storage import ArtifactStore
+from app.core.tables import DatasetFile, Eval, EvalOutputItem, EvalRun, EvalRunStatus, Job
+from app.core.timeutil import utcnow
+from app.core.visibility import visible_to
+from app.evals.schemas import (
+    MAX_ITEMS,
+    CustomConfig,
+    EvalCreate,
+    EvalInvalid,
+    EvalUpdate,
+    Message,
+    RunCreate,
+    SamplingParams,
+    parse_criterion,
+)
+
+EVALS_PURPOSE = "evals"
+REFERENCE = re.compile(r"\{\{\s*(item|sample)\.([A-Za-z0-9_.\-]+)\s*\}\}")
+SAMPLE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "model": {"type": "string"},
+        "choices": {"type": "array"},
+        "output_text": {"type": "string"},
+    },
+    "required": ["model", "choices", "output_text"],
+}
+
+
+def items_key(run_id: str) -> str:
+    return f"evals/{run_id}/items.jsonl"
+
+
+# --- evals ----------------------------------------------------------------------------------------
+
+
+def create_eval(*, session: Session, body: EvalCreate, owner_id: int | None, owner: str | None) -> Eval:
+    config = _data_source_config(body.data_source_config)
+    criteria = [parse_criterion(raw, i) for i, raw in enumerate(body.testing_criteria)]
+    names = [c.name for c in criteria]
+    if len(set(names)) != len(names):
+        raise EvalInvalid("each testing criterion needs its own name", param="testing_criteria")
+    stored = [
+        {**c.model_dump(mode="json", exclude_none=True), "id": f"{c.name}-{new_underscored_id('c')[2:14]}"}
+        for c in criteria
+    ]
+    row = Eval(
+        id=new_underscored_id("eval"),
+        name=body.name or "",
+        data_source_config=config.model_dump(mode="json"),
+        testing_criteria=stored,
+        meta=body.metadata,
+        owner_id=owner_id,
+        owner=owner,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _data_source_config(raw: dict[str, Any]) -> CustomConfig:
+    kind = raw.get("type")
+    if kind in ("logs", "stored_completions"):
+        raise EvalInvalid(
+            f"data_source_config type {kind!r} reads stored completions, and tunedeck keeps none; "
+            "use type 'custom' with an item_schema",
+            param="data_source_config.type",
+        )
+    try:
+        config = CustomConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise EvalInvalid(
+            f"data_source_config.{where}: {error['msg']}", param=f"data_source_config.{where}"
+        ) from None
+    try:
+        Draft202012Validator.check_schema(config.item_schema)
+    except SchemaError as exc:
+        raise EvalInvalid(
+            f"data_source_config.item_schema is not a JSON schema: {exc.message}",
+            param="data_source_config.item_schema",
+        ) from None
+    return config
+
+
+def public_config(row: Eval) -> dict[str, Any]:
+    """The data source config as OpenAI answers it: the schema of what templates can name."""
+    config = row.data_source_config
+    properties: dict[str, Any] = {"item": config.get("item_schema", {})}
+    required = ["item"]
+    if config.get("include_sample_schema"):
+        properties["sample"] = SAMPLE_SCHEMA
+        required.append("sample")
+    return {"type": "custom", "schema": {"type": "object", "properties": properties, "required": required}}
+
+
+def get_eval(*, session: Session, eval_id: str) -> Eval:
+    row = session.get(Eval, eval_id)
+    if row is None:
+        raise NotFound(f"no eval with id {eval_id!r}")
+    return row
+
+
+def update_eval(*, session: Session, row: Eval, body: EvalUpdate) -> Eval:
+    sent = body.model_fields_set
+    if "name" in sent and body.name is not None:
+        row.name = body.name
+    if "metadata" in sent:
+        row.meta = body.metadata
+    row.updated_at = utcnow()
+    session.add(row)
+    return row
+
+
+def delete_eval(*, session: Session, store: ArtifactStore, row: Eval) -> None:
+    runs = session.exec(select(EvalRun).where(EvalRun.eval_id == row.id)).all()
+    for run in runs:
+        _forget_items(session, store, run)
+    session.delete(row)
+
+
+def page(
+    query: Any, model: Any, *, session: Session, after: str | None, limit: int, order: str, key: Any
+) -> tuple[list[Any], bool]:
+    """One page of ``query`` in ``order`` of ``key``, starting after the row with id ``after``."""
+    if after is not None:
+        anchor = session.get(model, after)
+        if anchor is None:
+            raise EvalInvalid(f"after: no such id {after!r}", param="after")
+        mark = getattr(anchor, key.key)
+        query = query.where((key > mark) if order == "asc" else (key < mark))
+    query = query.order_by(key.asc() if order == "asc" else key.desc()).limit(limit + 1)
+    rows = list(session.exec(query).all())
+    return rows[:limit], len(rows) > limit
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+
+def create_run(
+    *,
+    session: Session,
+    store: ArtifactStore,
+    row: Eval,
+    body: RunCreate,
+    viewer_id: int | None,
+    owner_id: int | None,
+    owner: str | None,
+) -> EvalRun:
+    """Check the run against its eval, snapshot its items and queue it for the short lane."""
+    source = body.data_source
+    kind = source.get("type")
+    if kind == "responses":
+        raise EvalInvalid(
+            "tunedeck's models answer chat completions; use data_source type 'completions'",
+            param="data_source.type",
+        )
+    if kind not in ("completions", "jsonl"):
+        raise EvalInvalid("data_source.type must be 'completions' or 'jsonl'", param="data_source.type")
+    items, private = _items(session, store, source.get("source"), viewer_id)
+    model = ""
+    if kind == "completions":
+        model = str(source.get("model") or "")
+        if not model:
+            raise EvalInvalid(
+                "data_source.model names the served model to evaluate", param="data_source.model"
+            )
+        _check_served(session, store, [model], "data_source.model", viewer_id)
+        _check_sampling(source.get("sampling_params"))
+        template = _template(source, items)
+    else:
+        template = []
+        missing = [i for i, item in enumerate(items) if "output_text" not in (item.get("sample") or {})]
+        if missing:
+            raise EvalInvalid(
+                "a jsonl run grades the answers its items carry: "
+                f"item {missing[0]} has no sample.output_text",
+                param="data_source.source",
+            )
+    judges = [c["model"] for c in row.testing_criteria if c["type"] in ("score_model", "label_model")]
+    if judges and not get_settings().judge_base_url:  # with one, judges tunedeck does not serve go there
+        _check_served(session, store, sorted(set(judges)), "testing_criteria.model", viewer_id)
+    _check_items(row, items, template)
+    run = EvalRun(
+        id=new_underscored_id("evalrun"),
+        eval_id=row.id,
+        name=body.name or (f"{model} on {row.name}" if row.name else model),
+        model=model,
+        data_source=source,
+        meta=body.metadata,
+        total=len(items),
+        private=private,
+        owner_id=owner_id,
+        owner=owner,
+        per_criterion={c["id"]: {"passed": 0, "failed": 0} for c in row.testing_criteria},
+    )
+    store.write_bytes(items_key(run.id), "".join(json.dumps(i) + "\n" for i in items).encode())
+    session.add(run)
+    session.flush()
+    after_commit(session, lambda: send_short_task(EVAL_TASK, run.id))
+    return run
+
+
+def _check_served(
+    session: Session, store: ArtifactStore, names: list[str], param: str, viewer_id: int | None
+) -> None:
+    known = {m.id for m in served_models(session, store, viewer_id=viewer_id)}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        listed = ", ".join(repr(n) for n in unknown)
+        raise EvalInvalid(
+            f"not a served model: {listed}; GET /v1/models lists them", param=param, code="model_not_found"
+        )
+
+
+def _check_sampling(raw: Any) -> None:
+    if raw is None:
+        return
+    try:
+        SamplingParams.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise EvalInvalid(
+            f"data_source.sampling_params.{where}: {error['msg']}", param="data_source.sampling_params"
+        ) from None
+
+
+def _items(
+    session: Session, store: ArtifactStore, source: Any, viewer_id: int | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """The run's items as ``{"item": …, "sample"?: …}``, and whether they come from private data."""
+    if not isinstance(source, dict):
+        raise EvalInvalid("data_source.source is an object with a type", param="data_source.source")
+    kind = source.get("type")
+    if kind == "file_content":
+        content = source.get("content")
+        if not isinstance(content, list) or not content:
+            raise EvalInvalid(
+                "data_source.source.content is a non-empty list of items", param="data_source.source"
+            )
+        items = [_item(entry, f"data_source.source.content[{i}]") for i, entry in enumerate(content)]
+        private = False
+    elif kind == "file_id":
+        file_id = str(source.get("id") or "")
+        dataset = session.get(DatasetFile, file_id)
+        if dataset is None or not visible_to(dataset, viewer_id):
+            raise NotFound(f"no file with id {file_id!r}")
+        if dataset.purpose != EVALS_PURPOSE:
+            raise EvalInvalid(
+                f"file {file_id} was uploaded for fine-tuning; upload eval items with purpose 'evals'",
+                param="data_source.source.id",
+            )
+        items = [
+            _item(entry, f"file {file_id} line {i + 1}") for i, entry in enumerate(read_items(store, file_id))
+        ]
+        private = dataset.private
+    elif kind == "job_validation":  # tunedeck's own: a job's validation rows
+        items, private = _job_items(session, store, str(source.get("job_id") or ""), viewer_id)
+    elif kind == "stored_completions":
+        raise EvalInvalid(
+            "tunedeck keeps no stored completions; use file_content, file_id or job_validation",
+            param="data_source.source.type",
+        )
+    else:
+        raise EvalInvalid(
+            "data_source.source.type must be file_content, file_id or job_validation (tunedeck's)",
+            param="data_source.source.type",
+        )
+    if len(items) > MAX_ITEMS:
+        raise EvalInvalid(
+            f"a run has at most {MAX_ITEMS} items (this one {len(items)})", param="data_source.source"
+        )
+    return items, private
+
+
+def _item(entry: Any, where: str) -> dict[str, Any]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("item"), dict):
+        raise EvalInvalid(f"{where}: each item is an object {{'item': {{…}}}}", param="data_source.source")
+    out: dict[str, Any] = {"item": entry["item"]}
+    if entry.get("sample") is not None:
+        if not isinstance(entry["sample"], dict):
+            raise EvalInvalid(f"{where}: sample is an object", param="data_source.source")
+        out["sample"] = entry["sample"]
+    return out
+
+
+def read_items(store: ArtifactStore, file_id: str) -> list[Any]:
+    text = store.read_bytes(f"files/{file_id}/items.jsonl").decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def _job_items(
+    session: Session, store: ArtifactStore, job_id: str, viewer_id: int | None
+) -> tuple[list[dict[str, Any]], bool]:
+    """A job's validation rows as items: ``input`` (the last user turn), ``reference`` (the
+    answer), ``messages`` (the conversation up to the answer, for ``item_reference``)."""
+    job = session.get(Job, job_id)
+    if job is None or not visible_to(job, viewer_id):
+        raise NotFound(f"no fine-tuning job with id {job_id!r}")
+    files = [session.get(DatasetFile, f) for f in (job.training_file, job.validation_file) if f]
+    if any(f is not None and not visible_to(f, viewer_id) for f in files):
+        raise NotFound(f"no fine-tuning job with id {job_id!r}")
+    try:
+        if job.validation_file:
+            rows = [
+                r
+                for split in ("train", "validation")
+                for r in read_split(store=store, dataset_id=job.validation_file, split=split)
+            ]
+        else:
+            rows = read_split(store=store, dataset_id=job.training_file, split="validation")
+    except FileNotFoundError:
+        raise EvalInvalid(
+            f"the dataset files of job {job_id} are missing from the artifact store",
+            param="data_source.source.job_id",
+        ) from None
+    items = []
+    for row in rows:
+        messages = to_messages(row)
+        if len(messages) < 2 or messages[-1]["role"] != "assistant":
+            continue
+        users = [m for m in messages[:-1] if m["role"] == "user"]
+        if not users:
+            continue
+        items.append(
+            {
+                "item": {
+                    "input": users[-1]["content"],
+                    "reference": messages[-1]["content"],
+                    "messages": messages[:-1],
+                }
+            }
+        )
+    if not items:
+        raise EvalInvalid(f"job {job_id} has no validation rows to use", param="data_source.source.job_id")
+    return items, job.private or any(f is not None and f.private for f in files)
+
+
+def _template(source: dict[str, Any], items: list[dict[str, Any]]) -> list[Message]:
+    """The run's input messages: a template, or an item field holding the messages."""
+    raw = source.get("input_messages")
+    if raw is None:
+        if source.get("source", {}).get("type") == "job_validation":
+            return []  # each item's own messages
+        raise EvalInvalid(
+            "data_source.input_messages is needed: a template of messages that name {{item.…}} fields",
+            param="data_source.input_messages",
+        )
+    if not isinstance(raw, dict):
+        raise EvalInvalid(
+            "data_source.input_messages is an object with a type", param="data_source.input_messages"
+        )
+    if raw.get("type") == "item_reference":
+        path = str(raw.get("item_reference") or "")
+        if not path.startswith("item."):
+            raise EvalInvalid(
+                "item_reference names an item field, e.g. 'item.messages'", param="data_source.input_messages"
+            )
+        for i, entry in enumerate(items):
+            value = _lookup(entry, path)
+            if not isinstance(value, list) or not value:
+                raise EvalInvalid(
+                    f"item {i}: {path} is not a list of messages",
+                    param="data_source.input_messages.item_reference",
+                )
+        return []
+    if raw.get("type") != "template":
+        raise EvalInvalid(
+            "data_source.input_messages.type must be 'template' or 'item_reference'",
+            param="data_source.input_messages.type",
+        )
+    try:
+        messages = [Message.model_validate(m) for m in raw.get("template") or []]
+    except ValidationError as exc:
+        raise EvalInvalid(
+            f"data_source.input_messages.template: {exc.errors()[0]['msg']}",
+            param="data_source.input_messages",
+        ) from None
+    if not messages:
+        raise EvalInvalid(
+            "the template holds at least one message", param="data_source.input_messages.template"
+        )
+    for m in messages:
+        text_of(m.content, param="data_source.input_messages.template")
+    return messages
+
+
+def text_of(content: Any, *, param: str) -> str:
+    """A message's text: a string, an ``input_text`` / ``output_text`` part, or a list of them."""
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else [content]
+    texts = []
+    for part in parts:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") in ("input_text", "output_text", "text"):
+            texts.append(str(part.get("text", "")))
+        else:
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise EvalInvalid(f"{param}: tunedeck's models read text only (not {kind!r})", param=param)
+    return "".join(texts)
+
+
+def _lookup(entry: dict[str, Any], path: str) -> Any:
+    value: Any = entry
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _check_items(row: Eval, items: list[dict[str, Any]], template: list[Message]) -> None:
+    """Every item fits the eval's item_schema and has every field the templates name."""
+    validator = Draft202012Validator(row.data_source_config.get("item_schema", {}))
+    for i, entry in enumerate(items):
+        problem = next(iter(validator.iter_errors(entry["item"])), None)
+        if problem is not None:
+            where = "/".join(str(p) for p in problem.absolute_path)
+            at = f" at {where}" if where else ""
+            raise EvalInvalid(
+                f"item {i} does not match the eval's item_schema{at}: {problem.message}",
+                param="data_source.source",
+            )
+    texts = [text_of(m.content, param="template") for m in template]
+    for criterion in row.testing_criteria:
+        texts += [str(criterion.get(k, "")) for k in ("input", "reference")]
+        texts += [
+            text_of(m["content"], param="testing_criteria")
+            for m in criterion.get("input", [])
+            if isinstance(m, dict)
+        ]
+    fields = sorted({m.group(2) for text in texts for m in REFERENCE.finditer(text) if m.group(1) == "item"})
+    for i, entry in enumerate(items):
+        for field in fields:
+            if _lookup(entry["item"], field) is None:
+                raise EvalInvalid(
+                    f"item {i} has no field {field!r}, which {{{{item.{field}}}}} names",
+                    param="data_source.source",
+                )
+
+
+def cancel_run(*, session: Session, run: EvalRun) -> EvalRun:
+    if run.status.is_terminal:
+        raise Conflict(f"run {run.id} is already {run.status.value}")
+    run.status, run.cancel_requested, run.finished_at = EvalRunStatus.canceled, True, utcnow()
+    session.add(run)
+    return run
+
+
+def delete_run(*, session: Session, store: ArtifactStore, run: EvalRun) -> None:
+    _forget_items(session, store, run)
+    session.delete(run)
+
+
+def _forget_items(session: Session, store: ArtifactStore, run: EvalRun) -> None:
+    folder = f"evals/{run.id}"
+    after_commit(session, lambda: store.delete(folder))
+
+
+def output_items(*, session: Session, run_id: str, status: str | None) -> Any:
+    query = select(EvalOutputItem).where(EvalOutputItem.run_id == run_id)
+    if status is not None:
+        query = query.where(col(EvalOutputItem.status) == status)
+    return query

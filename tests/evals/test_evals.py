@@ -1,0 +1,360 @@
+"""Evals in OpenAI's shapes, driven by the official ``openai`` client against the web app, answered
+by the real model server on trained tiny adapters and graded by a worker's eval runner (run here,
+as a short-lane worker would)."""
+
+import io
+import json
+from typing import Any
+
+import openai
+import pytest
+import sacrebleu
+from fastapi.testclient import TestClient
+from rapidfuzz import fuzz, utils
+
+from tests.served import Served, direct
+from worker.evals.run import run_eval
+
+pytestmark = pytest.mark.slow
+
+ITEMS = [
+    {"question": "What is 3 plus 4?", "answer": "3 plus 4 is 7."},
+    {"question": "What is 2 plus 2?", "answer": "2 plus 2 is 4."},
+    {"question": "What is 5 plus 1?", "answer": "5 plus 1 is 6."},
+]
+SCHEMA = {
+    "type": "object",
+    "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+    "required": ["question", "answer"],
+}
+TOKENS = 12
+
+
+def client_for(web: TestClient, served: Served) -> openai.OpenAI:
+    """The official client, unchanged but for its base URL and key (over the in-process web app)."""
+    return openai.OpenAI(
+        api_key=served.key, base_url="http://testserver/api/v1", http_client=web, max_retries=0
+    )
+
+
+def criteria(judge: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "string_check",
+            "name": "says plus",
+            "input": "{{sample.output_text}}",
+            "reference": "plus",
+            "operation": "ilike",
+        },
+        {
+            "type": "text_similarity",
+            "name": "fuzzy",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.answer}}",
+            "evaluation_metric": "fuzzy_match",
+            "pass_threshold": 0.3,
+        },
+        {
+            "type": "text_similarity",
+            "name": "bleu",
+            "input": "{{sample.output_text}}",
+            "reference": "{{item.answer}}",
+            "evaluation_metric": "bleu",
+            "pass_threshold": 0.0,
+        },
+        {
+            "type": "label_model",
+            "name": "judge",
+            "model": judge,
+            "input": [
+                {"role": "system", "content": "Is the answer right?"},
+                {"role": "user", "content": "Q: {{item.question}}\nA: {{sample.output_text}}"},
+            ],
+            "labels": ["right", "wrong"],
+            "passing_labels": ["right"],
+        },
+    ]
+
+
+def test_the_official_client_creates_runs_and_reads_an_eval(served_web: TestClient, served: Served) -> None:
+    client = client_for(served_web, served)
+    model = served.adapters[0]
+    created = client.evals.create(
+        name="sums",
+        metadata={"team": "qa"},
+        data_source_config={"type": "custom", "item_schema": SCHEMA, "include_sample_schema": True},
+        testing_criteria=criteria(served.base),  # type: ignore[arg-type]
+    )
+    assert created.id.startswith("eval_") and created.object == "eval" and created.name == "sums"
+    assert created.data_source_config.type == "custom"
+    assert created.data_source_config.schema_["properties"]["item"] == SCHEMA  # type: ignore[union-attr]
+    assert [c.type for c in created.testing_criteria] == [
+        "string_check",
+        "text_similarity",
+        "text_similarity",
+        "label_model",
+    ]
+
+    items_file = client.files.create(
+        file=("items.jsonl", io.BytesIO("".join(json.dumps({"item": i}) + "\n" for i in ITEMS).encode())),
+        purpose="evals",
+    )
+    run = client.evals.runs.create(
+        created.id,
+        name="adapter 0",
+        data_source={
+            "type": "completions",
+            "model": model,
+            "source": {"type": "file_id", "id": items_file.id},
+            "input_messages": {
+                "type": "template",
+                "template": [
+                    {
+                        "type": "message",
+                        "role": "user",
+                        "content": {"type": "input_text", "text": "{{item.question}}"},
+                    }
+                ],
+            },
+            "sampling_params": {"temperature": 0, "max_completion_tokens": TOKENS, "seed": 1},
+        },
+    )
+    assert run.status == "queued" and run.object == "eval.run" and run.model == model
+    assert run.report_url.endswith(f"/evals/{created.id}/runs/{run.id}")
+
+    assert run_eval(run.id) == "completed"  # the short-lane worker's part
+    done = client.evals.runs.retrieve(run.id, eval_id=created.id)
+    assert done.status == "completed"
+    assert done.result_counts.total == 3 and done.result_counts.errored == 0
+    assert done.result_counts.passed + done.result_counts.failed == 3
+    names = [r.testing_criteria for r in done.per_testing_criteria_results]
+    assert [n.rsplit("-", 1)[0] for n in names] == ["says plus", "fuzzy", "bleu", "judge"]
+    usage = {u.run_model_name: u for u in done.per_model_usage}
+    assert usage[model].invocation_count == 3 and usage[model].completion_tokens > 0
+    assert usage[served.base].invocation_count == 3  # the judge, once per item
+
+    items = list(client.evals.runs.output_items.list(run.id, eval_id=created.id))
+    assert [i.datasource_item_id for i in items] == [0, 1, 2]
+    for item, source in zip(items, ITEMS, strict=True):
+        answer = item.sample.output[0].content
+        assert answer == direct(served, model, source["question"], max_tokens=TOKENS)  # what it alone says
+        assert item.datasource_item == source
+        by_name = {r.name: r for r in item.results}
+        assert by_name["says plus"].passed == ("plus" in answer.lower())
+        fuzzy = fuzz.WRatio(answer, source["answer"], processor=utils.default_process) / 100
+        assert by_name["fuzzy"].score == pytest.approx(fuzzy)
+        assert by_name["bleu"].score == pytest.approx(
+            sacrebleu.sentence_bleu(answer, [source["answer"]]).score / 100
+        )
+        assert item.status == ("pass" if all(r.passed for r in item.results) else "fail")
+    one = client.evals.runs.output_items.retrieve(items[1].id, eval_id=created.id, run_id=run.id)
+    assert one.id == items[1].id and one.sample.model == model
+    passing = client.evals.runs.output_items.list(run.id, eval_id=created.id, status="pass")
+    assert [i.id for i in passing] == [i.id for i in items if i.status == "pass"]
+
+    # lists page with the cursor the client sends; an eval can be renamed; a finished run is not cancelled
+    second = client.evals.runs.create(
+        created.id,
+        data_source={
+            "type": "completions",
+            "model": served.adapters[1],
+            "source": {"type": "file_content", "content": [{"item": ITEMS[0]}]},
+            "input_messages": {
+                "type": "template",
+                "template": [{"role": "user", "content": "{{item.question}}"}],
+            },
+            "sampling_params": {"temperature": 0, "max_completion_tokens": TOKENS},
+        },
+    )
+    page = client.evals.runs.list(created.id, limit=1)
+    assert [r.id for r in page.data] == [run.id] and page.has_more
+    assert [r.id for r in client.evals.runs.list(created.id)] == [run.id, second.id]
+    cancelled = client.evals.runs.cancel(second.id, eval_id=created.id)
+    assert cancelled.status == "canceled"
+    assert run_eval(second.id) == "skipped"  # a cancelled run is not answered
+    with pytest.raises(openai.ConflictError, match="already completed"):
+        client.evals.runs.cancel(run.id, eval_id=created.id)
+    renamed = client.evals.update(created.id, name="sums v2")
+    assert renamed.name == "sums v2" and client.evals.retrieve(created.id).metadata == {"team": "qa"}
+    assert created.id in [e.id for e in client.evals.list()]
+
+    gone = client.evals.runs.delete(second.id, eval_id=created.id)
+    assert gone.deleted and gone.run_id == second.id
+    with pytest.raises(openai.NotFoundError):
+        client.evals.runs.retrieve(second.id, eval_id=created.id)
+    deleted = client.evals.delete(created.id)
+    assert deleted.deleted and deleted.eval_id == created.id
+    with pytest.raises(openai.NotFoundError):
+        client.evals.retrieve(created.id)
+
+
+def test_a_jobs_validation_split_is_a_source_and_jsonl_runs_grade_given_answers(
+    served_web: TestClient, served: Served
+) -> None:
+    schema = {"type": "object", "properties": {"input": {"type": "string"}, "reference": {"type": "string"}}}
+    body = {
+        "name": "validation",
+        "data_source_config": {"type": "custom", "item_schema": schema},
+        "testing_criteria": [
+            {
+                "type": "text_similarity",
+                "name": "rouge",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.reference}}",
+                "evaluation_metric": "rouge_l",
+                "pass_threshold": 0.5,
+            }
+        ],
+    }
+    eval_id = served_web.post("/api/v1/evals", json=body).json()["id"]
+    job_id = served.adapters[0].split(":")[1]
+    source = {"type": "job_validation", "job_id": job_id}  # tunedeck's own source
+    run = served_web.post(
+        f"/api/v1/evals/{eval_id}/runs",
+        json={
+            "data_source": {
+                "type": "completions",
+                "model": served.adapters[0],
+                "source": source,
+                "sampling_params": {"temperature": 0, "max_completion_tokens": 8},
+            }
+        },
+    )
+    assert run.status_code == 200, run.text
+    assert run_eval(run.json()["id"]) == "completed"
+    done = served_web.get(f"/api/v1/evals/{eval_id}/runs/{run.json()['id']}").json()
+    assert done["result_counts"]["total"] == 4  # the job's 4 validation rows (a 9:1 split of 40)
+    items = served_web.get(f"/api/v1/evals/{eval_id}/runs/{done['id']}/output_items").json()["data"]
+    assert all(" plus " in i["datasource_item"]["input"] for i in items)
+    assert all(i["sample"]["input"][-1]["content"] == i["datasource_item"]["input"] for i in items)
+
+    given = [
+        {
+            "item": {"input": "What is 1 plus 1?", "reference": "1 plus 1 is 2."},
+            "sample": {"output_text": "1 plus 1 is 2."},
+        },
+        {
+            "item": {"input": "What is 1 plus 2?", "reference": "1 plus 2 is 3."},
+            "sample": {"output_text": "banana"},
+        },
+    ]
+    jsonl = served_web.post(
+        f"/api/v1/evals/{eval_id}/runs",
+        json={"data_source": {"type": "jsonl", "source": {"type": "file_content", "content": given}}},
+    ).json()
+    assert run_eval(jsonl["id"]) == "completed"
+    graded = served_web.get(f"/api/v1/evals/{eval_id}/runs/{jsonl['id']}").json()
+    assert graded["result_counts"] == {"total": 2, "errored": 0, "failed": 1, "passed": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "says"),
+    [
+        (
+            {"testing_criteria": [{"type": "python", "name": "p", "source": "def grade(s, i): return 1"}]},
+            422,
+            "tunedeck runs no user code",
+        ),
+        (
+            {
+                "testing_criteria": [
+                    {
+                        "type": "text_similarity",
+                        "name": "c",
+                        "input": "a",
+                        "reference": "b",
+                        "evaluation_metric": "cosine",
+                        "pass_threshold": 0.5,
+                    }
+                ]
+            },
+            422,
+            "embedding model",
+        ),
+        (
+            {
+                "testing_criteria": [
+                    {
+                        "type": "string_check",
+                        "name": "s",
+                        "input": "a",
+                        "reference": "b",
+                        "operation": "regex",
+                    }
+                ]
+            },
+            422,
+            "operation",
+        ),
+        ({"data_source_config": {"type": "logs"}}, 422, "tunedeck keeps none"),
+        (
+            {"data_source_config": {"type": "custom", "item_schema": {"type": "nonsense"}}},
+            422,
+            "not a JSON schema",
+        ),
+    ],
+)
+def test_evals_tunedeck_cannot_run_are_refused_with_the_reason(
+    client: TestClient, change: dict[str, Any], status: int, says: str
+) -> None:
+    body = {
+        "data_source_config": {"type": "custom", "item_schema": SCHEMA},
+        "testing_criteria": criteria("tiny-llama")[:1],
+        **change,
+    }
+    refused = client.post("/api/v1/evals", json=body)
+    assert refused.status_code == status, refused.text
+    assert says in refused.json()["error"]["message"]
+    assert client.get("/api/v1/evals").json()["data"] == []  # nothing half-made stays behind
+
+
+def test_runs_that_could_not_be_graded_as_asked_are_refused(client: TestClient, tiny_model: str) -> None:
+    body = {
+        "data_source_config": {"type": "custom", "item_schema": SCHEMA},
+        "testing_criteria": criteria(tiny_model)[:2],
+    }
+    eval_id = client.post("/api/v1/evals", json=body).json()["id"]
+    template = {"type": "template", "template": [{"role": "user", "content": "{{item.question}}"}]}
+
+    def run(source: dict[str, Any], **extra: Any) -> Any:
+        data_source = {
+            "type": "completions",
+            "model": tiny_model,
+            "source": source,
+            "input_messages": template,
+            **extra,
+        }
+        return client.post(f"/api/v1/evals/{eval_id}/runs", json={"data_source": data_source})
+
+    content = {"type": "file_content", "content": [{"item": ITEMS[0]}, {"item": {"question": "no answer"}}]}
+    refused = run(content)
+    assert refused.status_code == 422 and "item 1 does not match the eval's item_schema" in refused.text
+    missing = dict(template, template=[{"role": "user", "content": "{{item.nope}}"}])
+    refused = run({"type": "file_content", "content": [{"item": ITEMS[0]}]}, input_messages=missing)
+    assert refused.status_code == 422 and "item 0 has no field 'nope'" in refused.text
+    refused = run({"type": "file_content", "content": [{"item": ITEMS[0]}]}, model="no-such-model")
+    assert refused.status_code == 422 and "not a served model: 'no-such-model'" in refused.text
+    refused = client.post(
+        f"/api/v1/evals/{eval_id}/runs",
+        json={
+            "data_source": {
+                "type": "jsonl",
+                "source": {"type": "file_content", "content": [{"item": ITEMS[0]}]},
+            }
+        },
+    )
+    assert refused.status_code == 422 and "no sample.output_text" in refused.text
+    assert client.get(f"/api/v1/evals/{eval_id}/runs").json()["data"] == []
+
+    bad = client.post(
+        "/api/v1/files", files={"file": ("i.jsonl", b'{"item": {}}\n[1, 2]\n')}, data={"purpose": "evals"}
+    )
+    assert bad.status_code == 422 and "line 2" in bad.text
+    items = client.post(
+        "/api/v1/files", files={"file": ("i.jsonl", json.dumps(ITEMS[0]).encode())}, data={"purpose": "evals"}
+    )
+    assert items.status_code == 200 and items.json()["purpose"] == "evals"
+    job = client.post(
+        "/api/v1/fine_tuning/jobs", json={"model": tiny_model, "training_file": items.json()["id"]}
+    )
+    assert job.status_code == 400 and "holds eval items" in job.json()["error"]["message"]
