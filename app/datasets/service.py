@@ -14,7 +14,7 @@ from sqlmodel import Session, col, func, select
 
 from app.core.config import get_settings
 from app.core.db import on_rollback
-from app.core.errors import NotFound
+from app.core.errors import NotFound, Unprocessable
 from app.core.faults import pause
 from app.core.ids import new_id
 from app.core.rows import SPLITS, read_split, to_messages
@@ -79,6 +79,21 @@ def create_dataset(
 
 
 EVAL_ITEMS = "eval_items"  # the format of a file uploaded with purpose "evals"
+
+
+class NotTrainingData(Unprocessable):
+    """Asked of an eval items file what only training data has (stats, cleaning, training)."""
+
+    code = "not_training_data"
+
+
+def training_only(dataset: DatasetFile) -> None:
+    if dataset.purpose != "fine-tune":
+        raise NotTrainingData(
+            f"file {dataset.id} holds eval items (purpose {dataset.purpose!r}): it has no splits, token "
+            "statistics or cleaning report; eval runs read its items",
+            param="file_id",
+        )
 
 
 def create_eval_items(*, session: Session, store: ArtifactStore, filename: str, data: bytes) -> DatasetFile:
@@ -222,8 +237,12 @@ def dataset_filenames(*, session: Session, ids: set[str], viewer_id: int | None)
 def preview(
     *, store: ArtifactStore, dataset: DatasetFile, split: str, page: int, per_page: int = 20
 ) -> tuple[list[dict[str, Any]], int]:
-    """One page of a split's rows and the number of pages."""
-    rows = read_split(store=store, dataset_id=dataset.id, split=split)
+    """One page of a split's rows (of an eval items file: its items) and the number of pages."""
+    if dataset.purpose == "evals":
+        text = store.read_bytes(f"files/{dataset.id}/items.jsonl").decode("utf-8")
+        rows = [json.loads(line) for line in text.splitlines() if line]
+    else:
+        rows = read_split(store=store, dataset_id=dataset.id, split=split)
     pages = max(1, -(-len(rows) // per_page))
     page = min(max(page, 1), pages)
     return rows[(page - 1) * per_page : page * per_page], pages
@@ -321,6 +340,7 @@ def token_stats(
 ) -> TokenStats:
     """Rows, min/median/p95/max tokens and how many rows max_seq_length would truncate."""
     tokenizer = chat_tokenizer(base_model.path)
+    training_only(dataset)
     rows = [r for split in SPLITS for r in read_split(store=store, dataset_id=dataset.id, split=split)]
     if dataset.format == "classification":  # a classifier reads the text alone, no chat template
         encoded = tokenizer.tokenizer.encode_batch([row["text"] for row in rows], add_special_tokens=False)
@@ -394,6 +414,7 @@ def cleaning_report(
 ) -> CleaningReport:
     """Duplicates, short outputs, mojibake, repeated outputs and too-long rows, with examples."""
     dataset = get_dataset(session=session, dataset_id=dataset_id)
+    training_only(dataset)
     base = pick_base_model(session=session, model_id=model_id)
     return _report(store, dataset, base, options or CleaningOptions())[1]
 
@@ -410,6 +431,7 @@ def clean_dataset(
 ) -> DatasetFile:
     """Store a new version of the dataset without the rows ``filters`` flag; the parent is kept."""
     parent = get_dataset(session=session, dataset_id=dataset_id)
+    training_only(parent)
     chosen = check_filters(filters, too_long)
     base = None
     if "too_long" in chosen:  # only this filter needs token counts

@@ -99,6 +99,10 @@ def _dataset_page(
     problem: DatasetInvalid | None = None,
 ) -> Response:
     dataset = dataset_for(session, dataset_id, user)
+    if dataset.purpose == "evals":
+        rows, pages = service.preview(store=store, dataset=dataset, split="train", page=1, per_page=50)
+        context = {"dataset": dataset, "rows": rows, "pages": pages}
+        return templates.TemplateResponse(request, "pages/eval_items.html", context)
     models = list_models(session=session)
     chosen = next(
         (m for m in models if m.id == (query.model or get_settings().default_base_model)),

@@ -354,6 +354,11 @@ def test_runs_that_could_not_be_graded_as_asked_are_refused(client: TestClient, 
         "/api/v1/files", files={"file": ("i.jsonl", json.dumps(ITEMS[0]).encode())}, data={"purpose": "evals"}
     )
     assert items.status_code == 200 and items.json()["purpose"] == "evals"
+    page = client.get(f"/datasets/{items.json()['id']}", headers={"accept": "text/html"})
+    assert page.status_code == 200 and "1 item for eval runs" in page.text
+    assert "What is 3 plus 4?" in page.text
+    cleaning = client.get(f"/api/v1/files/{items.json()['id']}/cleaning")
+    assert cleaning.status_code == 422 and "holds eval items" in cleaning.json()["error"]["message"]
     job = client.post(
         "/api/v1/fine_tuning/jobs", json={"model": tiny_model, "training_file": items.json()["id"]}
     )
