@@ -16,6 +16,7 @@ from app.core.prometheus import CountRequests
 from app.datasets import api as files_api
 from app.datasets import views as datasets_views
 from app.evals import api as evals_api
+from app.evals import views as evals_views
 from app.http.context import RequestContext
 from app.http.errors import install_error_handlers
 from app.http.limits import UploadLimit
@@ -76,6 +77,7 @@ def create_app() -> FastAPI:
         datasets_views,
         models_views,
         playground_views,
+        evals_views,
         webhooks_api,
         webhooks_views,
     ):

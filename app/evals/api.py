@@ -107,14 +107,14 @@ def _may_manage(owner_id: int | None, user: Principal) -> bool:
     return user.is_admin or (user.role == Role.member and owner_id == user.user_id)
 
 
-def _eval_for(session: Session, eval_id: str, user: Principal, *, manage: str | None = None) -> Eval:
+def eval_for(session: Session, eval_id: str, user: Principal, *, manage: str | None = None) -> Eval:
     row = service.get_eval(session=session, eval_id=eval_id)
     if manage and not _may_manage(row.owner_id, user):
         raise Forbidden(f"only the eval's owner or an admin can {manage} eval {eval_id}")
     return row
 
 
-def _run_for(
+def run_for(
     session: Session, eval_id: str, run_id: str, user: Principal, *, manage: str | None = None
 ) -> EvalRun:
     run = session.get(EvalRun, run_id)
@@ -126,7 +126,7 @@ def _run_for(
     return run
 
 
-def _visible_runs(user: Principal) -> Any:
+def visible_runs(user: Principal) -> Any:
     if user.is_admin:
         return col(EvalRun.id).is_not(None)
     return col(EvalRun.private).is_(False) | (col(EvalRun.owner_id) == user.user_id)
@@ -159,7 +159,7 @@ def list_evals(
 
 @router.get("/{eval_id}", response_model=EvalPublic)
 def get_eval(session: SessionDep, user: CurrentUser, eval_id: str) -> EvalPublic:
-    return eval_public(_eval_for(session, eval_id, user))
+    return eval_public(eval_for(session, eval_id, user))
 
 
 @router.post("/{eval_id}", response_model=EvalPublic, summary="Rename an eval or change its metadata")
@@ -167,7 +167,7 @@ def update_eval(
     session: SessionDep, request: Request, user: CurrentUser, eval_id: str, body: EvalUpdate
 ) -> EvalPublic:
     row = service.update_eval(
-        session=session, row=_eval_for(session, eval_id, user, manage="update"), body=body
+        session=session, row=eval_for(session, eval_id, user, manage="update"), body=body
     )
     log_action(session, request, user, "eval_updated", "eval", eval_id)
     commit(session)
@@ -178,7 +178,7 @@ def update_eval(
 def delete_eval(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, eval_id: str
 ) -> EvalDeleted:
-    service.delete_eval(session=session, store=store, row=_eval_for(session, eval_id, user, manage="delete"))
+    service.delete_eval(session=session, store=store, row=eval_for(session, eval_id, user, manage="delete"))
     log_action(session, request, user, "eval_deleted", "eval", eval_id)
     commit(session)
     return EvalDeleted(eval_id=eval_id)
@@ -188,7 +188,7 @@ def delete_eval(
 def create_run(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, eval_id: str, body: RunCreate
 ) -> RunPublic:
-    row = _eval_for(session, eval_id, user)
+    row = eval_for(session, eval_id, user)
     run = service.create_run(
         session=session,
         store=store,
@@ -216,8 +216,8 @@ def list_runs(
     order: Order = "asc",
     status: Literal["queued", "in_progress", "completed", "canceled", "failed"] | None = None,
 ) -> RunList:
-    _eval_for(session, eval_id, user)
-    query = select(EvalRun).where(EvalRun.eval_id == eval_id, _visible_runs(user))
+    eval_for(session, eval_id, user)
+    query = select(EvalRun).where(EvalRun.eval_id == eval_id, visible_runs(user))
     if status is not None:
         query = query.where(col(EvalRun.status) == status)
     rows, more = service.page(
@@ -229,11 +229,11 @@ def list_runs(
 
 @router.get("/{eval_id}/runs/{run_id}", response_model=RunPublic)
 def get_run(session: SessionDep, request: Request, user: CurrentUser, eval_id: str, run_id: str) -> RunPublic:
-    return run_public(_run_for(session, eval_id, run_id, user), str(request.base_url))
+    return run_public(run_for(session, eval_id, run_id, user), str(request.base_url))
 
 
 def _cancel(session: Session, request: Request, user: Principal, eval_id: str, run_id: str) -> RunPublic:
-    run = service.cancel_run(session=session, run=_run_for(session, eval_id, run_id, user, manage="cancel"))
+    run = service.cancel_run(session=session, run=run_for(session, eval_id, run_id, user, manage="cancel"))
     log_action(session, request, user, "eval_run_cancelled", "eval_run", run_id)
     commit(session)
     return run_public(run, str(request.base_url))
@@ -264,7 +264,7 @@ def delete_run(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, eval_id: str, run_id: str
 ) -> RunDeleted:
     service.delete_run(
-        session=session, store=store, run=_run_for(session, eval_id, run_id, user, manage="delete")
+        session=session, store=store, run=run_for(session, eval_id, run_id, user, manage="delete")
     )
     log_action(session, request, user, "eval_run_deleted", "eval_run", run_id)
     commit(session)
@@ -282,7 +282,7 @@ def list_output_items(
     order: Order = "asc",
     status: Literal["pass", "fail"] | None = None,
 ) -> OutputItemList:
-    _run_for(session, eval_id, run_id, user)
+    run_for(session, eval_id, run_id, user)
     rows, more = service.page(
         service.output_items(session=session, run_id=run_id, status=status),
         EvalOutputItem,
@@ -300,7 +300,7 @@ def list_output_items(
 def get_output_item(
     session: SessionDep, user: CurrentUser, eval_id: str, run_id: str, item_id: str
 ) -> OutputItemPublic:
-    _run_for(session, eval_id, run_id, user)
+    run_for(session, eval_id, run_id, user)
     item = session.get(EvalOutputItem, item_id)
     if item is None or item.run_id != run_id:
         raise NotFound(f"no output item with id {item_id!r} in run {run_id!r}")
