@@ -494,3 +494,111 @@ def output_items(*, session: Session, run_id: str, status: str | None) -> Any:
     if status is not None:
         query = query.where(col(EvalOutputItem.status) == status)
     return query
+
+
+# --- a job's checkpoints, evaluated -------------------------------------------------------------
+
+
+def job_models(session: Session, job: Job) -> list[tuple[str, str, str | None]]:
+    """(served name, label, checkpoint id) of a job's checkpoints by step, then its adapter."""
+    from app.core.tables import Checkpoint
+
+    checkpoints = session.exec(
+        select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(col(Checkpoint.step))
+    ).all()
+    names: list[tuple[str, str, str | None]] = [
+        (f"{job.model}:{job.id}:ckpt-{c.step}", f"step {c.step}", c.id) for c in checkpoints
+    ]
+    if job.adapter_key:
+        chosen = next((c for c in checkpoints if c.artifact_key == job.adapter_key), None)
+        label = f"the job's adapter (step {chosen.step})" if chosen else "final adapter"
+        names.append((f"{job.model}:{job.id}", label, None))
+    return names
+
+
+def evaluate_job(
+    *,
+    session: Session,
+    store: ArtifactStore,
+    row: Eval,
+    job: Job,
+    viewer_id: int | None,
+    owner_id: int | None,
+    owner: str | None,
+) -> list[EvalRun]:
+    """A run of ``row`` on the job's validation rows for each checkpoint and the final adapter."""
+    models = job_models(session, job)
+    if not models:
+        raise EvalInvalid(f"job {job.id} has no checkpoint or adapter to evaluate yet", param="job_id")
+    runs = []
+    for model, label, _ in models:
+        source = {"type": "job_validation", "job_id": job.id}
+        body = RunCreate(
+            name=f"{label} of {job.suffix or job.id}",
+            data_source={
+                "type": "completions",
+                "model": model,
+                "source": source,
+                "sampling_params": {"temperature": 0, "max_completion_tokens": 128},
+            },
+        )
+        runs.append(
+            create_run(
+                session=session,
+                store=store,
+                row=row,
+                body=body,
+                viewer_id=viewer_id,
+                owner_id=owner_id,
+                owner=owner,
+            )
+        )
+    return runs
+
+
+def job_matrix(session: Session, job: Job, visible: Any) -> dict[str, Any] | None:
+    """The latest eval run on the job's checkpoints: one row per checkpoint (and the final adapter),
+    each criterion's pass rate, and which row is best (the highest share of items passing)."""
+    models = job_models(session, job)
+    names = [m for m, _, _ in models]
+    if not names:
+        return None
+    runs = list(
+        session.exec(
+            select(EvalRun)
+            .where(col(EvalRun.model).in_(names), visible)
+            .order_by(col(EvalRun.created_at).desc())
+        ).all()
+    )
+    if not runs:
+        return None
+    row = session.get(Eval, runs[0].eval_id)
+    if row is None:
+        return None
+    latest: dict[str, EvalRun] = {}
+    for each in runs:
+        if each.eval_id == row.id:
+            latest.setdefault(each.model, each)
+    rows: list[dict[str, Any]] = []
+    for model, label, checkpoint_id in models:
+        run = latest.get(model)
+        rates = {}
+        if run is not None:
+            for criterion in row.testing_criteria:
+                counts = run.per_criterion.get(criterion["id"], {})
+                graded = counts.get("passed", 0) + counts.get("failed", 0)
+                rates[criterion["id"]] = counts.get("passed", 0) / graded if graded else None
+        share = run.passed / run.total if run is not None and run.total and run.status.is_terminal else None
+        rows.append(
+            {
+                "model": model,
+                "label": label,
+                "checkpoint": checkpoint_id,
+                "run": run,
+                "rates": rates,
+                "share": share,
+            }
+        )
+    scored = [(float(r["share"]), str(r["model"])) for r in rows if r["share"] is not None]
+    best = max(scored)[1] if scored else None
+    return {"eval": row, "rows": rows, "best": best}

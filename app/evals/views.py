@@ -301,3 +301,36 @@ def cancel_run(
     log_action(session, request, user, "eval_run_cancelled", "eval_run", run.id)
     commit(session)
     return RedirectResponse(f"/evals/{eval_id}/runs/{run_id}", status_code=303)
+
+
+@router.post("/jobs/{job_id}/evaluate", response_class=HTMLResponse)
+async def evaluate_job(
+    request: Request, session: SessionDep, store: StoreDep, user: CurrentUser, job_id: str
+) -> Response:
+    """Run an eval on the job's validation rows for each of its checkpoints and its final adapter."""
+    from app.auth.access import job_for
+
+    job = job_for(session, job_id, user)
+    form = await request.form()
+    eval_id = form.get("eval_id")
+    row = eval_for(session, str(eval_id or ""), user)
+    try:
+        runs = service.evaluate_job(
+            session=session,
+            store=store,
+            row=row,
+            job=job,
+            viewer_id=user.viewer_id,
+            owner_id=user.user_id,
+            owner=user.username,
+        )
+    except EvalInvalid as problem:
+        session.rollback()
+        context = {"eval": row, "problem": str(problem), "job": job}
+        return templates.TemplateResponse(request, "partials/evals/refused.html", context, status_code=422)
+    for run in runs:
+        log_action(
+            session, request, user, "eval_run_created", "eval_run", run.id, eval_id=row.id, model=run.model
+        )
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}#evaluations", status_code=303)

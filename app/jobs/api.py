@@ -278,6 +278,25 @@ def _zip_response(store: ArtifactStore, key: str, filename: str) -> StreamingRes
     return StreamingResponse(store.iter_zip(key), media_type="application/zip", headers=headers)
 
 
+class AdapterChoice(BaseModel):
+    """tunedeck's: which of the job's checkpoints is its adapter (null: the one trained to the end)."""
+
+    checkpoint: str | None = Field(default=None, max_length=64)
+
+
+@router.post(
+    "/{job_id}/adapter", response_model=JobPublic, summary="Use one of a job's checkpoints as its adapter"
+)
+def choose_adapter(
+    session: SessionDep, request: Request, user: CurrentUser, job_id: str, body: AdapterChoice
+) -> JobPublic:
+    job = job_for(session, job_id, user, manage="choose the adapter of")
+    service.use_checkpoint(session=session, job=job, checkpoint_id=body.checkpoint, by=user.username)
+    log_action(session, request, user, "job_adapter_chosen", "job", job_id, checkpoint=body.checkpoint)
+    commit(session)
+    return JobPublic.of(job)
+
+
 @router.get("/{job_id}/adapter", summary="Download the trained LoRA adapter (zip)")
 def download_adapter(
     session: SessionDep, store: StoreDep, request: Request, user: CurrentUser, job_id: str

@@ -28,6 +28,7 @@ from app.core.tables import (
     JobEvent,
     JobStatus,
     Merge,
+    MergeStatus,
     Metric,
 )
 from app.core.timeutil import utcnow
@@ -343,6 +344,32 @@ def delete_job(*, session: Session, store: ArtifactStore, job_id: str) -> None:
         session.exec(delete(table).where(col(table.job_id) == job_id))
     session.delete(job)
     after_commit(session, lambda: store.delete(f"jobs/{job_id}"))
+
+
+def use_checkpoint(*, session: Session, job: Job, checkpoint_id: str | None, by: str | None = None) -> Job:
+    """Make one of a finished job's checkpoints its adapter (what ``<base>:<job>`` serves, what
+    downloads and merges use), or with None the adapter it trained to the end again."""
+    if job.status != JobStatus.succeeded:
+        raise JobConflict(f"job {job.id} is {job.status.value}; only a succeeded job's adapter can be chosen")
+    latest = session.exec(
+        select(Merge).where(Merge.job_id == job.id).order_by(col(Merge.created_at).desc())
+    ).first()
+    if latest is not None and latest.status in MERGE_UNDER_WAY:
+        raise JobConflict(f"job {job.id} is being merged; wait for the merge or cancel it first")
+    final = f"jobs/{job.id}/adapter"
+    if checkpoint_id is None:
+        job.adapter_key, message = final, "The job's adapter is the one it trained to the end again"
+    else:
+        checkpoint = get_checkpoint(session=session, job_id=job.id, checkpoint_id=checkpoint_id)
+        job.adapter_key = checkpoint.artifact_key
+        message = f"The job's adapter is now its checkpoint at step {checkpoint.step}"
+    if by:
+        message += f" (chosen by {by})"
+    if latest is not None and latest.status == MergeStatus.succeeded:
+        message += "; merge again for a merged model of it"
+    session.add(job)
+    add_event(session=session, job_id=job.id, message=message)
+    return job
 
 
 def resume_job(*, session: Session, store: ArtifactStore, job_id: str, checkpoint_id: str) -> Job:

@@ -6,6 +6,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.auth.access import (
@@ -22,9 +23,11 @@ from app.auth.service import list_users
 from app.basemodels.service import list_models
 from app.core.errors import NotFound
 from app.core.presence import online_workers, supervised_processes
-from app.core.tables import JobStatus
+from app.core.tables import Eval, JobStatus, Role
 from app.core.usage import job_usage
 from app.datasets.service import dataset_filenames, list_datasets
+from app.evals import service as evals
+from app.evals.api import visible_runs
 from app.http.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.http.templates import templates
 from app.jobs import merges, service
@@ -316,6 +319,20 @@ def _save_preset(
     return RedirectResponse(f"/jobs/new?{urlencode({'preset': preset.id, **kept})}", status_code=303)
 
 
+def sample_steps(events: list[Any], keep: int = 4) -> dict[str, Any] | None:
+    """The last ``keep`` evaluations' sample generations: each prompt with its reference and what
+    the adapter said at each of those steps."""
+    found = [e.data for e in events if e.data and e.data.get("kind") == "samples"][-keep:]
+    if not found:
+        return None
+    prompts = found[-1]["samples"]
+    rows = []
+    for i, sample in enumerate(prompts):
+        said = [(f["step"], f["samples"][i]["output"]) for f in found if i < len(f["samples"])]
+        rows.append({"prompt": sample["prompt"], "reference": sample["reference"], "said": said})
+    return {"steps": [f["step"] for f in found], "rows": rows}
+
+
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
 def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: str) -> Response:
     job = job_for(session, job_id, user)
@@ -335,6 +352,10 @@ def job_page(request: Request, session: SessionDep, user: CurrentUser, job_id: s
         "waiting_reason": waiting_reasons(session=session, jobs=[job]).get(job.id),
         "usage": job_usage(job),
         "max_priority": max_priority(user),
+        "evaluation": evals.job_matrix(session, job, visible_runs(user)),
+        "samples": sample_steps(events),
+        "evals": session.exec(select(Eval).order_by(col(Eval.created_at).desc()).limit(50)).all(),
+        "may_evaluate": user.role != Role.viewer,
     }
     return templates.TemplateResponse(request, "pages/job.html", context)
 
@@ -473,3 +494,19 @@ def merge_partial(request: Request, session: SessionDep, user: CurrentUser, job_
         "may_manage": can_manage(job, user),
     }
     return templates.TemplateResponse(request, "partials/jobs/merge.html", context)
+
+
+@router.post("/jobs/{job_id}/adapter")
+def choose_adapter_form(
+    request: Request,
+    session: SessionDep,
+    user: CurrentUser,
+    job_id: str,
+    checkpoint: Annotated[str, Form()] = "",
+) -> Response:
+    """Make one checkpoint the job's adapter (an empty value: the adapter trained to the end)."""
+    job = job_for(session, job_id, user, manage="choose the adapter of")
+    service.use_checkpoint(session=session, job=job, checkpoint_id=checkpoint or None, by=user.username)
+    log_action(session, request, user, "job_adapter_chosen", "job", job_id, checkpoint=checkpoint or None)
+    commit(session)
+    return RedirectResponse(f"/jobs/{job_id}#evaluations", status_code=303)

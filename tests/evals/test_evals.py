@@ -363,3 +363,65 @@ def test_runs_that_could_not_be_graded_as_asked_are_refused(client: TestClient, 
         "/api/v1/fine_tuning/jobs", json={"model": tiny_model, "training_file": items.json()["id"]}
     )
     assert job.status_code == 400 and "holds eval items" in job.json()["error"]["message"]
+
+
+def test_a_jobs_checkpoints_are_evaluated_from_its_page_and_the_best_is_marked(
+    served_web: TestClient, served: Served
+) -> None:
+    schema = {"type": "object", "properties": {"input": {"type": "string"}, "reference": {"type": "string"}}}
+    body = {
+        "name": "checkpoints",
+        "data_source_config": {"type": "custom", "item_schema": schema},
+        "testing_criteria": [
+            {
+                "type": "text_similarity",
+                "name": "rouge",
+                "input": "{{sample.output_text}}",
+                "reference": "{{item.reference}}",
+                "evaluation_metric": "rouge_l",
+                "pass_threshold": 0.3,
+            }
+        ],
+    }
+    eval_id = served_web.post("/api/v1/evals", json=body).json()["id"]
+    job_id = served.adapters[1].split(":")[1]
+    page = served_web.get(f"/jobs/{job_id}", headers={"accept": "text/html"}).text
+    assert "No eval has run on this job's checkpoints yet." in page and 'id="evaluate-form"' in page
+    started = served_web.post(f"/jobs/{job_id}/evaluate", data={"eval_id": eval_id}, follow_redirects=False)
+    assert started.status_code == 303, started.text
+    runs = served_web.get(f"/api/v1/evals/{eval_id}/runs").json()["data"]
+    checkpoints = served_web.get(f"/api/v1/fine_tuning/jobs/{job_id}/checkpoints").json()["data"]
+    steps = sorted(c["step_number"] for c in checkpoints)
+    expected = [f"tiny-llama:{job_id}:ckpt-{s}" for s in steps] + [f"tiny-llama:{job_id}"]
+    assert [r["model"] for r in runs] == expected  # each checkpoint, then the final adapter
+    shares = {}
+    for run in runs:
+        assert run_eval(run["id"]) == "completed"
+        done = served_web.get(f"/api/v1/evals/{eval_id}/runs/{run['id']}").json()
+        shares[run["model"]] = done["result_counts"]["passed"] / done["result_counts"]["total"]
+    best = max(shares.items(), key=lambda kv: (kv[1], kv[0]))[0]
+    page = served_web.get(f"/jobs/{job_id}", headers={"accept": "text/html"}).text
+    assert 'id="checkpoint-matrix"' in page
+    assert f'<tr data-model="{best}" class="best">' in page and page.count('class="best"') == 1
+    for step in steps:
+        assert f"step {step}" in page
+
+    # a checkpoint becomes the job's adapter: the job's name serves it (and back again)
+    first = f"tiny-llama:{job_id}:ckpt-{steps[0]}"
+    ckpt_id = next(c["id"] for c in checkpoints if c["step_number"] == steps[0])
+    question = "What is 6 plus 1?"
+    before = direct(served, served.adapters[1], question)
+    try:
+        chosen = served_web.post(f"/api/v1/fine_tuning/jobs/{job_id}/adapter", json={"checkpoint": ckpt_id})
+        assert chosen.status_code == 200, chosen.text
+        assert direct(served, served.adapters[1], question) == direct(served, first, question)
+        page = served_web.get(f"/jobs/{job_id}", headers={"accept": "text/html"}).text
+        assert (
+            f"the job&#39;s adapter (step {steps[0]})" in page
+            or f"the job's adapter (step {steps[0]})" in page
+        )
+        events = served_web.get(f"/api/v1/fine_tuning/jobs/{job_id}/events").json()["data"]
+        assert any(f"adapter is now its checkpoint at step {steps[0]}" in e["message"] for e in events)
+    finally:
+        served_web.post(f"/api/v1/fine_tuning/jobs/{job_id}/adapter", json={"checkpoint": None})
+    assert direct(served, served.adapters[1], question) == before

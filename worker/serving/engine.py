@@ -162,8 +162,11 @@ def _folder(served: ServedModel) -> str:
     return str(get_store().local_path(served.artifact_key))
 
 
-def _adapter_name(served_id: str) -> str:
-    return "a" + hashlib.sha1(served_id.encode()).hexdigest()[:16]  # peft names become module keys
+def _adapter_name(served: ServedModel) -> str:
+    """The peft name of ``served``'s adapter: of its name and its folder, so a job whose adapter
+    became one of its checkpoints loads that one on the next request (peft names become module keys)."""
+    key = f"{served.id}|{served.artifact_key or served.path}"
+    return "a" + hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
 class Engine:
@@ -211,7 +214,7 @@ class Engine:
         """Make ``served``'s adapter the active one (loading it, evicting the least recent)."""
         from peft import PeftModel
 
-        name = _adapter_name(served.id)
+        name = _adapter_name(served)
         if name in slot.adapters:
             slot.adapters.move_to_end(name)
         else:
@@ -262,7 +265,7 @@ class Engine:
         # Replies on one base take turns a token at a time (so panes side by side stream together);
         # each turn first puts the base in this reply's state: its adapter active, or none.
         slot = self._base(served)
-        name = _adapter_name(served.id)
+        name = _adapter_name(served)
 
         key = "base" if served.kind == "base" else name
 

@@ -43,6 +43,7 @@ class ReportingCallback(TrainerCallback):
         self._evaluating_at: int | None = None
         self._last_tokens: float | None = None
         self.resumed_tokens: float | None = None  # a resumed trl run's token count (logstate.py)
+        self.samples: list[dict[str, Any]] = []  # validation prompts answered at each evaluation
 
     @property
     def checkpoints_key(self) -> str:
@@ -136,6 +137,7 @@ class ReportingCallback(TrainerCallback):
         loss = (metrics or {}).get("eval_loss")
         if loss is None:
             return
+        self._samples(state, kw)
         self._alerts(self.monitor.valid_loss(state.global_step, float(loss)), control)
         if self.best is None or loss < self.best[0]:
             self.best, self.evals_since_best = (float(loss), state.global_step), 0
@@ -148,6 +150,25 @@ class ReportingCallback(TrainerCallback):
                 f"best {self.best[0]:.4g} at step {self.best[1]}"
             )
             control.should_training_stop = True
+
+    def _samples(self, state: TrainerState, kw: dict[str, Any]) -> None:
+        """A few validation prompts answered by the adapter as it is now (rank 0 only)."""
+        from worker.training import ddp, samples
+
+        model, tokenizer = kw.get("model"), kw.get("processing_class")
+        if not self.samples or model is None or tokenizer is None or not ddp.is_main_process():
+            return
+        try:
+            answers = samples.answer(model, tokenizer, self.samples)
+        except Exception as exc:  # a sample is a view of training, never a reason to stop it
+            self.reporter.event(
+                f"Sample generations at step {state.global_step} failed: {exc}", level="warning"
+            )
+            return
+        self.reporter.event(
+            f"Sample generations at step {state.global_step}: {len(answers)} validation prompts",
+            data={"kind": "samples", "step": state.global_step, "samples": answers},
+        )
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kw: Any

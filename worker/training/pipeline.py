@@ -21,7 +21,7 @@ from trl import SFTConfig, SFTTrainer
 from app.core.faults import pause
 from app.core.spec import TrainingSpec
 from app.core.storage import ArtifactStore
-from worker.training import ddp
+from worker.training import ddp, samples
 from worker.training.batching import LengthBucketMixin
 from worker.training.callbacks import ReportingCallback
 from worker.training.data import to_prompt_completion
@@ -253,13 +253,13 @@ def train_adapter(
     )
     model = load_model(model_path, spec, device, trust_remote_code)
     callback = ReportingCallback(reporter, store, spec)
+    validation = [to_prompt_completion(r) for r in validation_rows]
+    callback.samples = samples.pick(validation)
     trainer = TunedeckSFTTrainer(
         model=model,
         args=sft_config(spec, output_dir=staging, device=device, seed=seed, has_eval=bool(validation_rows)),
         train_dataset=Dataset.from_list([to_prompt_completion(r) for r in train_rows]),
-        eval_dataset=Dataset.from_list([to_prompt_completion(r) for r in validation_rows])
-        if validation_rows
-        else None,
+        eval_dataset=Dataset.from_list(validation) if validation_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(spec, num_layers=model.config.num_hidden_layers),
         callbacks=[callback],
