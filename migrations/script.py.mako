@@ -12,7 +12,7 @@ import sqlmodel
 from alembic import op
 ${imports if imports else ""}
 
-import app.core.timeutil
+import app.core.timeutil  # noqa: F401  (autogenerate may name UTCDateTime)
 
 revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}

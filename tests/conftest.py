@@ -80,6 +80,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def sqlite_only(database_url: str) -> None:
+    """For in-process worker tests: covered on SQLite here; the end-to-end tests run the worker
+    on Postgres (and Redis), so the Postgres copy of each would only repeat them."""
+    if not database_url.startswith("sqlite"):
+        pytest.skip("covered on SQLite; the end-to-end tests run the worker on Postgres")
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 

@@ -2,7 +2,7 @@
 
 import socket
 
-from app.core.queue import BATCH_TASK, DELIVER_TASK, EVAL_TASK, MERGE_TASK, TRAIN_TASK
+from app.core.queue import BATCH_TASK, DELIVER_TASK, EVAL_TASK, JUDGE_TASK, MERGE_TASK, TRAIN_TASK
 from worker.celery_app import celery
 
 
@@ -44,3 +44,11 @@ def evaluate(run_id: str) -> str:
     from worker.evals.run import run_eval
 
     return run_eval(run_id)
+
+
+@celery.task(name=JUDGE_TASK)
+def judge(batch_id: str) -> str:
+    """A judge model compares a finished batch's answers pairwise; return how it went."""
+    from worker.judging import judge_batch
+
+    return judge_batch(batch_id)

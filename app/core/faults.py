@@ -19,6 +19,7 @@ KNOWN = {
     "save_delay",
     "merge_delay",
     "parse_delay",
+    "eval_item_delay",
 }
 
 

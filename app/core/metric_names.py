@@ -10,16 +10,3 @@ STEP_TIME = "step_time"
 EPOCH = "epoch"
 TOKENS_PER_SECOND = "tokens_per_second"  # trained tokens per second since the previous log line
 MEMORY_GIB = "memory_gib"  # peak device memory (CUDA) or peak process memory (CPU), GiB
-
-ALL = (
-    TRAIN_LOSS,
-    VALID_LOSS,
-    VALID_ACCURACY,
-    LEARNING_RATE,
-    GRAD_NORM,
-    TOKENS_SEEN,
-    STEP_TIME,
-    EPOCH,
-    TOKENS_PER_SECOND,
-    MEMORY_GIB,
-)

@@ -18,6 +18,7 @@ MERGE_TASK = "tunedeck.merge"
 DELIVER_TASK = "tunedeck.deliver"  # one webhook delivery's next attempt
 BATCH_TASK = "tunedeck.batch"  # a playground batch compare
 EVAL_TASK = "tunedeck.eval"  # an eval run: generate and grade its items
+JUDGE_TASK = "tunedeck.judge"  # a judge model comparing a batch's answers pairwise
 LANES = ("train", "short")
 log = logging.getLogger(__name__)
 

@@ -135,12 +135,34 @@ class LabelModel(_Body):
         return self
 
 
-Criterion = StringCheck | TextSimilarity | ScoreModel | LabelModel
+class MultipleChoice(_Body):
+    """tunedeck's (not OpenAI's): the run's model picks the choice it finds likeliest as its reply
+    to ``input`` (the summed log-probability of each choice's tokens; no generation), and passes
+    when that is ``answer``: MMLU-style items (question, choices, answer) graded by accuracy."""
+
+    type: Literal["multiple_choice"]
+    name: str = Field(min_length=1, max_length=256)
+    input: list[Message] = Field(min_length=1, max_length=20)
+    choices: str = Field(description="an item field holding the list of choices, e.g. {{item.choices}}")
+    answer: str = Field(description="the right choice: its 0-based index, its letter (A, B, …) or its text")
+
+    @field_validator("choices")
+    @classmethod
+    def _one_field(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"\s*\{\{\s*item\.[A-Za-z0-9_.\-]+\s*\}\}\s*", value):
+            raise ValueError("choices names one item field that holds a list, e.g. {{item.choices}}")
+        return value
+
+
+Criterion = StringCheck | TextSimilarity | ScoreModel | LabelModel | MultipleChoice
 CRITERIA: dict[str, type[BaseModel]] = {
     "string_check": StringCheck,
     "text_similarity": TextSimilarity,
     "score_model": ScoreModel,
     "label_model": LabelModel,
+    "multiple_choice": MultipleChoice,
 }
 REFUSED = {
     "python": "python graders run the code they are given, and tunedeck runs no user code on its "

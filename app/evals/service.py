@@ -196,6 +196,12 @@ def create_run(
         template = _template(source, items)
     else:
         template = []
+        if any(c["type"] == "multiple_choice" for c in row.testing_criteria):
+            raise EvalInvalid(
+                "multiple_choice criteria ask the run's model how likely each choice is; "
+                "use a completions data source with a model",
+                param="data_source.type",
+            )
         missing = [i for i, item in enumerate(items) if "output_text" not in (item.get("sample") or {})]
         if missing:
             raise EvalInvalid(
@@ -207,6 +213,7 @@ def create_run(
     if judges and not get_settings().judge_base_url:  # with one, judges tunedeck does not serve go there
         _check_served(session, store, sorted(set(judges)), "testing_criteria.model", viewer_id)
     _check_items(row, items, template)
+    private = private or _private_models(session, [model, *judges])  # its outputs are theirs
     run = EvalRun(
         id=new_underscored_id("evalrun"),
         eval_id=row.id,
@@ -225,6 +232,12 @@ def create_run(
     session.flush()
     after_commit(session, lambda: send_short_task(EVAL_TASK, run.id))
     return run
+
+
+def _private_models(session: Session, names: list[str]) -> bool:
+    """Whether any of ``names`` is an adapter, checkpoint or merge of a private job."""
+    job_ids = {name.split(":")[1] for name in names if name.count(":") >= 1}
+    return any((job := session.get(Job, job_id)) is not None and job.private for job_id in job_ids)
 
 
 def _check_served(
@@ -455,13 +468,29 @@ def _check_items(row: Eval, items: list[dict[str, Any]], template: list[Message]
             )
     texts = [text_of(m.content, param="template") for m in template]
     for criterion in row.testing_criteria:
-        texts += [str(criterion.get(k, "")) for k in ("input", "reference")]
+        texts += [str(criterion.get(k, "")) for k in ("input", "reference", "choices", "answer")]
         texts += [
             text_of(m["content"], param="testing_criteria")
             for m in criterion.get("input", [])
             if isinstance(m, dict)
         ]
     fields = sorted({m.group(2) for text in texts for m in REFERENCE.finditer(text) if m.group(1) == "item"})
+    for criterion in row.testing_criteria:
+        if criterion["type"] != "multiple_choice":
+            continue
+        path = REFERENCE.search(criterion["choices"])
+        assert path is not None  # checked when the eval was made
+        for i, entry in enumerate(items):
+            value = _lookup(entry["item"], path.group(2))
+            if (
+                not isinstance(value, list)
+                or len(value) < 2
+                or not all(isinstance(c, str | int | float) for c in value)
+            ):
+                raise EvalInvalid(
+                    f"item {i}: {path.group(2)} is not a list of at least two choices",
+                    param="data_source.source",
+                )
     for i, entry in enumerate(items):
         for field in fields:
             if _lookup(entry["item"], field) is None:
@@ -602,3 +631,61 @@ def job_matrix(session: Session, job: Job, visible: Any) -> dict[str, Any] | Non
     scored = [(float(r["share"]), str(r["model"])) for r in rows if r["share"] is not None]
     best = max(scored)[1] if scored else None
     return {"eval": row, "rows": rows, "best": best}
+
+
+def job_scores(session: Session, jobs: list[Job], visible: Any, limit: int = 5) -> list[dict[str, Any]]:
+    """For the compare page: each eval run on these jobs' adapters (newest evals first), with the
+    share of items passing and each criterion's pass rate per job (its latest finished run)."""
+    names = {f"{j.model}:{j.id}": j.id for j in jobs}
+    if not names:
+        return []
+    runs = session.exec(
+        select(EvalRun)
+        .where(col(EvalRun.model).in_(list(names)), col(EvalRun.status) == EvalRunStatus.completed, visible)
+        .order_by(col(EvalRun.created_at).desc())
+    ).all()
+    latest: dict[str, dict[str, EvalRun]] = {}
+    for run in runs:
+        latest.setdefault(run.eval_id, {}).setdefault(names[run.model], run)
+    out = []
+    for eval_id, by_job in list(latest.items())[:limit]:
+        row = session.get(Eval, eval_id)
+        if row is None:
+            continue
+        shares = {job: run.passed / run.total for job, run in by_job.items() if run.total}
+        criteria = []
+        for criterion in row.testing_criteria:
+            rates = {}
+            for job, run in by_job.items():
+                counts = run.per_criterion.get(criterion["id"], {})
+                graded = counts.get("passed", 0) + counts.get("failed", 0)
+                if graded:
+                    rates[job] = counts.get("passed", 0) / graded
+            criteria.append({"name": criterion["name"], "rates": rates})
+        best = max(shares, key=lambda job: shares[job]) if len(shares) > 1 else None
+        out.append({"eval": row, "runs": by_job, "shares": shares, "criteria": criteria, "best": best})
+    return out
+
+
+def model_scores(
+    session: Session, visible: Any, limit: int = 3
+) -> tuple[list[Eval], dict[str, dict[str, float]]]:
+    """For the leaderboard: the ``limit`` evals run most recently, and per served model the share
+    of items its latest finished run of each passed."""
+    runs = session.exec(
+        select(EvalRun)
+        .where(col(EvalRun.status) == EvalRunStatus.completed, col(EvalRun.model) != "", visible)
+        .order_by(col(EvalRun.created_at).desc())
+        .limit(2000)
+    ).all()
+    order: list[str] = []
+    scores: dict[str, dict[str, float]] = {}
+    for run in runs:
+        if run.eval_id not in order:
+            if len(order) == limit:
+                continue
+            order.append(run.eval_id)
+        if run.total:
+            scores.setdefault(run.model, {}).setdefault(run.eval_id, run.passed / run.total)
+    evals = [e for e in (session.get(Eval, i) for i in order) if e is not None]
+    return evals, scores

@@ -387,7 +387,6 @@ def resume_job_form(
     return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
 
-COMPARE_KEYS = ("train_loss", "valid_loss")
 COLORS = ("#2563eb", "#ea580c", "#16a34a", "#7c3aed", "#db2777", "#0891b2")
 
 
@@ -414,6 +413,7 @@ def compare_page(
         "colors": dict(zip([j.id for j in jobs], COLORS, strict=False)),
         "diff": config_diff(jobs),
         "finals": {j.id: service.final_metrics(session=session, job=j) for j in jobs},
+        "scores": evals.job_scores(session, jobs, visible_runs(user)),
         "recent": recent,
         "chosen": set(wanted),
         "problem": problem,

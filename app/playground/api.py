@@ -7,7 +7,7 @@ from app.auth.deps import CurrentUser
 from app.http.deps import SessionDep, StoreDep, commit
 from app.playground import batch as batches
 from app.playground import exports, service
-from app.playground.schemas import BatchCreate, BatchPublic, VoteCreate, VotePublic, VoteSummary
+from app.playground.schemas import BatchCreate, BatchPublic, JudgeRequest, VoteCreate, VotePublic, VoteSummary
 
 router = APIRouter(prefix="/api/v1/playground", tags=["playground"])
 
@@ -20,8 +20,9 @@ def create_vote(session: SessionDep, store: StoreDep, user: CurrentUser, body: V
 
 
 @router.get("/votes/summary", response_model=VoteSummary, summary="Wins, losses, ties and win rate per model")
-def vote_summary(session: SessionDep, user: CurrentUser) -> VoteSummary:
-    return service.vote_summary(session=session, viewer_id=user.viewer_id)
+def vote_summary(session: SessionDep, user: CurrentUser, judged: bool = False) -> VoteSummary:
+    """People's blind votes; with ``judged=true`` (tunedeck's) a judge model's pairwise verdicts."""
+    return service.vote_summary(session=session, viewer_id=user.viewer_id, judged=judged)
 
 
 @router.post(
@@ -57,3 +58,19 @@ def export_jsonl(session: SessionDep, user: CurrentUser, batch_id: str) -> Respo
     text = exports.to_jsonl(batch.models, batches.batch_rows(session=session, batch=batch))
     disposition = f'attachment; filename="{batch.id}.jsonl"'
     return Response(text, media_type="application/x-ndjson", headers={"Content-Disposition": disposition})
+
+
+@router.post(
+    "/batches/{batch_id}/judge",
+    response_model=BatchPublic,
+    summary="Have a served model judge the batch's answers pairwise (both orders), as judge votes",
+)
+def judge_batch(
+    session: SessionDep, store: StoreDep, user: CurrentUser, batch_id: str, body: JudgeRequest
+) -> BatchPublic:
+    batch = batches.get_batch(session=session, batch_id=batch_id, viewer_id=user.viewer_id)
+    batches.request_judge(
+        session=session, store=store, batch=batch, judge=body.model, viewer_id=user.viewer_id
+    )
+    commit(session)
+    return BatchPublic.of(batch, batches.batch_rows(session=session, batch=batch))

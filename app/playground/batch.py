@@ -6,10 +6,10 @@ from sqlmodel import Session, col, select
 from app.core.db import after_commit
 from app.core.errors import NotFound
 from app.core.ids import new_id
-from app.core.queue import BATCH_TASK, send_short_task
+from app.core.queue import BATCH_TASK, JUDGE_TASK, send_short_task
 from app.core.rows import read_split, to_messages
 from app.core.storage import ArtifactStore
-from app.core.tables import BatchOutput, BatchRun, DatasetFile, Job
+from app.core.tables import BatchOutput, BatchRun, BatchStatus, DatasetFile, Job
 from app.core.visibility import visible_to
 from app.jobs.service import get_job
 from app.playground.schemas import BatchCell, BatchCreate, BatchRow
@@ -118,3 +118,28 @@ def batch_rows(*, session: Session, batch: BatchRun) -> list[BatchRow]:
     for row in rows.values():  # in the batch's model order
         row.outputs = {m: row.outputs.get(m, BatchCell(output=None, latency_s=None)) for m in batch.models}
     return list(rows.values())
+
+
+JUDGING = ("queued", "running")
+
+
+def request_judge(
+    *, session: Session, store: ArtifactStore, batch: BatchRun, judge: str, viewer_id: int | None
+) -> BatchRun:
+    """Queue ``judge`` to compare the batch's answers pairwise, each pair in both orders (so the
+    order they are shown in cancels out); its verdicts count on the leaderboard as judge votes."""
+    from datetime import timedelta
+
+    from app.core.errors import Conflict
+    from app.core.timeutil import utcnow
+
+    if batch.status != BatchStatus.succeeded:
+        raise Conflict(f"batch {batch.id} is {batch.status.value}; a judge reads a finished batch")
+    recent = batch.heartbeat_at is not None and batch.heartbeat_at > utcnow() - timedelta(seconds=60)
+    if batch.judge_status in JUDGING and recent:
+        raise Conflict(f"batch {batch.id} is being judged by {batch.judge}; wait for it")
+    check_served(session=session, store=store, names=[judge], param="model", viewer_id=viewer_id)
+    batch.judge, batch.judge_status, batch.judge_error, batch.heartbeat_at = judge, "queued", None, utcnow()
+    session.add(batch)
+    after_commit(session, lambda: send_short_task(JUDGE_TASK, batch.id))
+    return batch

@@ -105,6 +105,10 @@ class BatchRow(BaseModel):
     outputs: dict[str, BatchCell]
 
 
+class JudgeRequest(BaseModel):
+    model: str = Field(max_length=300, description="a served model that judges which answer is better")
+
+
 class BatchPublic(BaseModel):
     id: str
     object: Literal["playground.batch"] = "playground.batch"
@@ -118,6 +122,9 @@ class BatchPublic(BaseModel):
     created_at: int
     finished_at: int | None
     error: str | None
+    judge: str | None = Field(None, description="tunedeck's: the model judging the answers pairwise")
+    judge_status: str | None = Field(None, description="queued, running, succeeded or failed")
+    judge_error: str | None = None
     rows: list[BatchRow] = Field(default_factory=list)
 
     @classmethod
@@ -134,5 +141,8 @@ class BatchPublic(BaseModel):
             created_at=int(batch.created_at.timestamp()),
             finished_at=int(batch.finished_at.timestamp()) if batch.finished_at else None,
             error=batch.error,
+            judge=batch.judge,
+            judge_status=batch.judge_status,
+            judge_error=batch.judge_error,
             rows=rows,
         )

@@ -108,12 +108,15 @@ def hidden_models(*, session: Session, names: set[str], viewer_id: int | None) -
     return {name for name in names if name.count(":") >= 1 and name.split(":")[1] in private}
 
 
-def vote_summary(*, session: Session, viewer_id: int | None) -> VoteSummary:
+def vote_summary(*, session: Session, viewer_id: int | None, judged: bool = False) -> VoteSummary:
     """Per model: wins, losses, ties, games, win rate and the record against its base model.
+    People's blind votes, or with ``judged`` a judge model's pairwise verdicts on batch compares.
     Models of jobs ``viewer_id`` may not see are left out (their games still count for the other
     side: a model's record does not depend on who reads it)."""
-    query = select(Vote.model_a, Vote.model_b, Vote.winner, func.count()).group_by(
-        col(Vote.model_a), col(Vote.model_b), col(Vote.winner)
+    query = (
+        select(Vote.model_a, Vote.model_b, Vote.winner, func.count())
+        .where(col(Vote.judge).is_not(None) if judged else col(Vote.judge).is_(None))
+        .group_by(col(Vote.model_a), col(Vote.model_b), col(Vote.winner))
     )
     overall: dict[str, _Tally] = defaultdict(_Tally)
     pairs: dict[tuple[str, str], _Tally] = defaultdict(_Tally)

@@ -151,10 +151,10 @@ def test_smollm2_trains_on_cpu_and_train_loss_falls(embedded: Instance) -> None:
             f for f in client.get("/api/v1/files").json()["data"] if f["filename"] == "demo-lora-faq.jsonl"
         )
         spec = {
-            "n_epochs": 3,
+            "n_epochs": 2,
             "batch_size": 8,
             "gradient_accumulation_steps": 1,
-            "learning_rate": 5e-4,
+            "learning_rate": 1e-3,
             "logging_steps": 1,
             "max_seq_length": 256,
             "gradient_checkpointing": False,
@@ -172,9 +172,9 @@ def test_smollm2_trains_on_cpu_and_train_loss_falls(embedded: Instance) -> None:
         )
         assert job["status"] == "succeeded", job["error"]
         points = [p for p in client.get(url + "/metrics").json()["data"] if p["key"] == "train_loss"]
-        assert len(points) == 15  # 38 training rows → 5 batches of 8 per epoch
+        assert len(points) == 10  # 38 training rows → 5 batches of 8 per epoch
         # Batches group rows of similar length, so single steps differ a lot; each epoch sees
         # every row, so compare the first epoch's mean loss with the last one's.
         first = [p["value"] for p in points if p["epoch"] <= 1.0]
-        last = [p["value"] for p in points if p["epoch"] > 2.0]
+        last = [p["value"] for p in points if p["epoch"] > 1.0]
         assert sum(last) / len(last) < 0.9 * sum(first) / len(first), points

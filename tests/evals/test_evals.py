@@ -425,3 +425,143 @@ def test_a_jobs_checkpoints_are_evaluated_from_its_page_and_the_best_is_marked(
     finally:
         served_web.post(f"/api/v1/fine_tuning/jobs/{job_id}/adapter", json={"checkpoint": None})
     assert direct(served, served.adapters[1], question) == before
+
+
+def reference_logprobs(folder: Any, question: str, choices: list[str]) -> list[float]:
+    """Each choice's summed log-probability as the reply, computed afresh with plain transformers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    out = []
+    for choice in choices:
+        ids = tokenizer(choice, add_special_tokens=False)["input_ids"]
+        full = torch.cat([prompt, torch.tensor([ids])], dim=1)
+        with torch.inference_mode():
+            logits = model(input_ids=full).logits[0, prompt.shape[1] - 1 : -1]
+        out.append(float(torch.log_softmax(logits, -1).gather(1, torch.tensor(ids).unsqueeze(1)).sum()))
+    return out
+
+
+def test_multiple_choice_items_are_graded_by_likelihood_without_generating(
+    served_web: TestClient, served: Served
+) -> None:
+    """tunedeck's multiple_choice grader: MMLU-style rows (question, choices, answer)."""
+    rows = [
+        {"question": "What is 3 plus 4?", "choices": ["5", "7", "9", "12"], "answer": "B"},
+        {"question": "What is 2 plus 2?", "choices": ["4", "6"], "answer": "0"},
+        {"question": "What is 5 plus 1?", "choices": ["six", "seven", "eight"], "answer": "six"},
+    ]
+    body = {
+        "name": "mmlu-style",
+        "data_source_config": {"type": "custom", "item_schema": {"type": "object"}},
+        "testing_criteria": [
+            {
+                "type": "multiple_choice",
+                "name": "accuracy",
+                "input": [{"role": "user", "content": "{{item.question}}"}],
+                "choices": "{{item.choices}}",
+                "answer": "{{item.answer}}",
+            }
+        ],
+    }
+    created = served_web.post("/api/v1/evals", json=body)
+    assert created.status_code == 200, created.text
+    eval_id = created.json()["id"]
+    run = served_web.post(
+        f"/api/v1/evals/{eval_id}/runs",
+        json={
+            "data_source": {
+                "type": "completions",
+                "model": served.base,
+                "source": {"type": "file_content", "content": [{"item": r} for r in rows]},
+                "input_messages": {
+                    "type": "template",
+                    "template": [{"role": "user", "content": "{{item.question}}"}],
+                },
+            }
+        },
+    ).json()
+    assert run_eval(run["id"]) == "completed"
+    items = served_web.get(f"/api/v1/evals/{eval_id}/runs/{run['id']}/output_items").json()["data"]
+    right = [1, 0, 0]
+    passed = 0
+    for item, row, answer in zip(items, rows, right, strict=True):
+        [result] = item["results"]
+        expected = reference_logprobs(served.folders["tiny-llama"], row["question"], row["choices"])
+        assert result["sample"]["logprobs"] == pytest.approx(expected, abs=1e-3)
+        picked = max(range(len(expected)), key=lambda i: expected[i])
+        assert result["sample"]["picked"] == picked and result["sample"]["right"] == answer
+        assert result["passed"] == (picked == answer)
+        assert item["sample"]["output"][0]["content"] == ""  # nothing was generated
+        passed += result["passed"]
+    done = served_web.get(f"/api/v1/evals/{eval_id}/runs/{run['id']}").json()
+    assert done["result_counts"]["passed"] == passed
+
+    refused = served_web.post(
+        f"/api/v1/evals/{eval_id}/runs",
+        json={
+            "data_source": {
+                "type": "completions",
+                "model": served.base,
+                "source": {"type": "file_content", "content": [{"item": {**rows[0], "choices": "A"}}]},
+                "input_messages": {"type": "template", "template": [{"role": "user", "content": "q"}]},
+            }
+        },
+    )
+    assert refused.status_code == 422 and "not a list of at least two choices" in refused.text
+
+
+def test_compare_shows_each_jobs_eval_scores_beside_the_curves(
+    served_web: TestClient, served: Served
+) -> None:
+    body = {
+        "name": "compare-scores",
+        "data_source_config": {"type": "custom", "item_schema": SCHEMA},
+        "testing_criteria": criteria(served.base)[:2],
+    }
+    eval_id = served_web.post("/api/v1/evals", json=body).json()["id"]
+    shares = {}
+    for model in served.adapters:
+        run = served_web.post(
+            f"/api/v1/evals/{eval_id}/runs",
+            json={
+                "data_source": {
+                    "type": "completions",
+                    "model": model,
+                    "source": {"type": "file_content", "content": [{"item": i} for i in ITEMS]},
+                    "input_messages": {
+                        "type": "template",
+                        "template": [{"role": "user", "content": "{{item.question}}"}],
+                    },
+                    "sampling_params": {"temperature": 0, "max_completion_tokens": TOKENS},
+                }
+            },
+        ).json()
+        assert run_eval(run["id"]) == "completed"
+        done = served_web.get(f"/api/v1/evals/{eval_id}/runs/{run['id']}").json()
+        shares[model.split(":")[1]] = done["result_counts"]["passed"] / 3
+    jobs = list(shares)
+    page = served_web.get("/compare", params=[("ids", j) for j in jobs], headers={"accept": "text/html"}).text
+    row = page[page.index(f'<tr data-eval="{eval_id}">') :].split("</tr>")[0]
+    for job in jobs:
+        assert f"{100 * shares[job]:.0f}%" in row
+    scores = page.split('id="eval-scores"')[1]
+    assert "says plus</th>" in scores and "fuzzy</th>" in scores
+
+    # the leaderboard shows each model's eval score beside its blind-vote record
+    a, b = served.adapters
+    vote = {"model_a": a, "model_b": b, "winner": "a", "prompt": "What is 3 plus 4?"}
+    assert served_web.post("/api/v1/playground/votes", json=vote).status_code == 200
+    board = served_web.get("/playground/leaderboard", headers={"accept": "text/html"}).text
+    assert f'<a href="/evals/{eval_id}">compare-scores</a>' in board
+    for model in (a, b):
+        row = board[board.index(f'<tr data-model="{model}"') :].split("</tr>")[0]
+        assert f"{100 * shares[model.split(':')[1]]:.0f}%" in row

@@ -281,3 +281,55 @@ def test_the_page_lists_every_served_model_in_its_pickers(served_web: TestClient
     assert '<script src="/static/js/playground.js">' in page.text
     blind = served_web.get("/playground", params={"blind": 1})
     assert 'data-blind="1"' in blind.text and 'name="candidate"' in blind.text
+
+
+def judge_says(served: Served, judge: str, prompt: str, first: str, second: str) -> str:
+    """The judge's verdict for one order, asked straight at the model server."""
+    from worker.judging import RULES, verdict
+
+    content = f"Request:\n{prompt}\n\nAnswer A:\n{first}\n\nAnswer B:\n{second}"
+    body = {
+        "model": judge,
+        "messages": [{"role": "system", "content": RULES}, {"role": "user", "content": content}],
+        "temperature": 0,
+        "max_tokens": 4,
+    }
+    reply = httpx.post(served.url + "/v1/chat/completions", json=body, timeout=120, headers=served.auth)
+    return str(verdict(reply.json()["choices"][0]["message"]["content"]))
+
+
+@pytest.mark.slow
+def test_a_judge_model_compares_a_batch_pairwise_in_both_orders(
+    served_web: TestClient, served: Served
+) -> None:
+    from worker.judging import judge_batch
+
+    models = list(served.adapters)
+    body = {"models": models, "prompts": PROMPTS[:2], "max_tokens": NEW_TOKENS, "temperature": 0}
+    batch = finished(served_web, served_web.post("/api/v1/playground/batches", json=body).json()["id"])
+    people = served_web.get("/api/v1/playground/votes/summary").json()["votes"]
+    asked = served_web.post(f"/api/v1/playground/batches/{batch['id']}/judge", json={"model": served.base})
+    assert asked.status_code == 200 and asked.json()["judge_status"] == "queued", asked.text
+    assert judge_batch(batch["id"]) == "succeeded"
+    assert judge_batch(batch["id"]) == "skipped"  # a redelivered task does not judge twice
+    judged = served_web.get("/api/v1/playground/votes/summary", params={"judged": "true"}).json()
+    assert judged["votes"] == 2  # 2 prompts × 1 pair
+    wins = {m: 0.0 for m in models}
+    for row in batch["rows"]:
+        x, y = (row["outputs"][m]["output"] for m in models)
+        one = judge_says(served, served.base, row["prompt"], x, y)
+        two = {"a": "b", "b": "a"}.get(judge_says(served, served.base, row["prompt"], y, x), "tie")
+        winner = one if one in ("a", "b") and one == two else "tie"
+        if winner == "tie":
+            wins[models[0]] += 0.5
+            wins[models[1]] += 0.5
+        else:
+            wins[models[0 if winner == "a" else 1]] += 1
+    by_model = {s["model"]: s for s in judged["data"]}
+    for model in models:
+        assert by_model[model]["win_rate"] == pytest.approx(wins[model] / 2)
+    assert served_web.get("/api/v1/playground/votes/summary").json()["votes"] == people  # people's apart
+    board = served_web.get("/playground/leaderboard", headers={"accept": "text/html"}).text
+    assert "Judge win rate" in board
+    table = served_web.get(f"/playground/batches/{batch['id']}", headers={"accept": "text/html"}).text
+    assert f"Judge <code>{served.base}</code>: succeeded" in table

@@ -31,11 +31,11 @@ def test_a_job_longer_than_the_visibility_timeout_is_not_run_twice(
     }
     workers.start(**short)
     workers.start(**short)
-    job_id = create_job(client, tiny_model, upload(client, INSTRUCTION_ROWS), hp={"n_epochs": 4})
-    job = finished(client, job_id, 300, workers)  # 36 steps of ≥ 0.3 s: many visibility timeouts
+    job_id = create_job(client, tiny_model, upload(client, INSTRUCTION_ROWS), hp={"n_epochs": 2})
+    job = finished(client, job_id, 300, workers)  # 18 steps of ≥ 0.3 s: several visibility timeouts
     assert job["status"] == "succeeded" and job["attempt"] == 1, job
     assert len([m for m in events(client, job_id) if m.startswith("Attempt ")]) == 1
-    assert train_steps(client, job_id) == list(range(1, 37))
+    assert train_steps(client, job_id) == list(range(1, 19))
     # Redis did re-deliver the unacknowledged message to the idle worker, which skipped it
     logs = workers.logs(tail=None)
     assert "is not waiting for a worker; skipping" in logs or ": 'skipped'" in logs, logs[-3000:]
@@ -46,7 +46,7 @@ def test_redis_restarting_mid_job_loses_nothing_and_new_jobs_are_consumed(
 ) -> None:
     workers.start(**SLOW, TUNEDECK_REDISPATCH_AFTER_SECONDS="5")
     file_id = upload(client, INSTRUCTION_ROWS)
-    running = create_job(client, tiny_model, file_id, hp={"n_epochs": 4})
+    running = create_job(client, tiny_model, file_id, hp={"n_epochs": 2})
     wait_for(lambda: job_state(client, running)["progress"]["step"] >= 5, timeout=180, message="step 5")
 
     redis_broker.stop()
@@ -57,7 +57,7 @@ def test_redis_restarting_mid_job_loses_nothing_and_new_jobs_are_consumed(
 
     job = finished(client, running, 240, workers)
     assert job["status"] == "succeeded" and job["attempt"] == 1, job
-    assert train_steps(client, running) == list(range(1, 37))
+    assert train_steps(client, running) == list(range(1, 19))
     # the job whose message never reached the broker is sent again by the worker's reaper
     assert finished(client, submitted_while_down, 240, workers)["status"] == "succeeded"
     after = create_job(client, tiny_model, file_id)

@@ -44,12 +44,6 @@ def tiny_t5(configured: Path, tiny_t5_dir: Path) -> str:
     return register("tiny-t5", tiny_t5_dir)
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the runner's database code is covered on Postgres by the end-to-end test")
-
-
 def create_job(client: TestClient, model: str, file_id: str, **hp: object) -> str:
     body = {"model": model, "training_file": file_id, "hyperparameters": {**QUICK, **hp}}
     response = client.post("/api/v1/fine_tuning/jobs", json=body)

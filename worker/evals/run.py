@@ -2,7 +2,7 @@
 
 A run is queued as a ``tunedeck.eval`` task when it is made (app/evals/service.py). The worker
 that takes it claims it with one conditional UPDATE (queued → in_progress, or in_progress with a
-heartbeat older than ``STALE_AFTER``: its worker died), then answers the items not graded yet —
+heartbeat older than ``stale_after()``: its worker died), then answers the items not graded yet —
 several at once, so the model server can batch them — and grades each answer as it comes. Each
 graded item is committed with the run's counts and heartbeat, so a restarted run goes on from
 the last graded item. A cancelled run stops at its next item. A short-lane worker sweeps for
@@ -25,6 +25,7 @@ from sqlmodel import col, func, or_, select, update
 from app.core.config import get_settings
 from app.core.credentials import internal_token
 from app.core.db import read_session, session_scope
+from app.core.faults import pause
 from app.core.ids import new_underscored_id
 from app.core.queue import EVAL_TASK, send_short_task
 from app.core.storage import get_store
@@ -34,13 +35,17 @@ from worker.evals.similarity import similarity
 
 log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
-STALE_AFTER = timedelta(seconds=90)  # an in-progress run not heard of for this long lost its worker
 QUEUED_TOO_LONG = timedelta(seconds=30)
 SWEEP_SECONDS = 15.0
 CONCURRENCY = 4  # items asked at once: the model server batches concurrent requests
 DEFAULT_MAX_TOKENS = 256
 REFERENCE = re.compile(r"\{\{\s*(item|sample)\.([A-Za-z0-9_.\-]+)\s*\}\}")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def stale_after() -> timedelta:
+    """An in-progress run not heard of for this long lost its worker: 1.5 leases (90 s by default)."""
+    return timedelta(seconds=1.5 * get_settings().lease_seconds)
 
 
 class ModelCallFailed(RuntimeError):
@@ -142,6 +147,49 @@ def chat(
     )
 
 
+def choice_logprobs(
+    http: httpx.Client, model: str, messages: list[dict[str, str]], choices: list[str]
+) -> list[float]:
+    """Each choice's log-probability as ``model``'s reply (tunedeck's model server only)."""
+    url, headers = _endpoint(model, {model})
+    url = url.removesuffix("/v1/chat/completions") + "/v1/tunedeck/choices"
+    try:
+        reply = http.post(
+            url, json={"model": model, "messages": messages, "choices": choices}, headers=headers
+        )
+    except httpx.TransportError as exc:
+        raise ModelCallFailed(f"{url} is not reachable ({exc})") from None
+    if reply.status_code != 200:
+        raise ModelCallFailed(f"{model}: {url} answered {reply.status_code}: {reply.text[:300]}")
+    return [float(c["logprob"]) for c in reply.json()["choices"]]
+
+
+def _right_choice(answer: str, choices: list[str]) -> int | None:
+    """The index ``answer`` names: a 0-based index, a letter (A, B, …) or a choice's text."""
+    said = answer.strip()
+    if said.isdigit() and int(said) < len(choices):
+        return int(said)
+    if len(said) == 1 and said.isalpha() and ord(said.upper()) - 65 < len(choices):
+        return ord(said.upper()) - 65
+    matches = [i for i, choice in enumerate(choices) if choice.strip().lower() == said.lower()]
+    return matches[0] if matches else None
+
+
+def _multiple_choice(
+    criterion: dict[str, Any], namespace: dict[str, Any], http: httpx.Client
+) -> tuple[float, bool, dict[str, Any]]:
+    path = REFERENCE.search(criterion["choices"])
+    assert path is not None
+    choices = [str(c) for c in lookup(namespace, f"item.{path.group(2)}") or []]
+    right = _right_choice(render(criterion["answer"], namespace), choices)
+    logprobs = choice_logprobs(
+        http, namespace["sample"]["model"], messages_of(criterion["input"], namespace), choices
+    )
+    picked = max(range(len(choices)), key=lambda i: logprobs[i])
+    passed = right is not None and picked == right
+    return (1.0 if passed else 0.0), passed, {"picked": picked, "right": right, "logprobs": logprobs}
+
+
 # --- graders --------------------------------------------------------------------------------------
 
 
@@ -200,6 +248,8 @@ def grade(
         kind, sample = criterion["type"], None
         if kind == "string_check":
             score, passed = _string_check(criterion, namespace)
+        elif kind == "multiple_choice":
+            score, passed, sample = _multiple_choice(criterion, namespace, http)
         elif kind == "text_similarity":
             score = similarity(
                 criterion["evaluation_metric"],
@@ -244,7 +294,8 @@ def _claim(run_id: str) -> bool:
     now = utcnow()
     takeable = or_(
         col(EvalRun.status) == EvalRunStatus.queued,
-        (col(EvalRun.status) == EvalRunStatus.in_progress) & (col(EvalRun.heartbeat_at) < now - STALE_AFTER),
+        (col(EvalRun.status) == EvalRunStatus.in_progress)
+        & (col(EvalRun.heartbeat_at) < now - stale_after()),
     )
     with session_scope() as session:
         claimed = session.exec(
@@ -417,7 +468,11 @@ def _one(plan: _Plan, recorder: _Recorder, http: httpx.Client, index: int) -> No
         return
     entry = plan.items[index]
     try:
-        sample, answer = _sample(plan.run, entry, http, plan.served)
+        if all(c["type"] == "multiple_choice" for c in plan.criteria):  # likelihoods only, no reply
+            sample, answer = _sample_dict([], "", plan.run.model, {}, None), None
+            sample["finish_reason"] = "no_generation"
+        else:
+            sample, answer = _sample(plan.run, entry, http, plan.served)
     except ModelCallFailed as exc:
         failed = _sample_dict([], "", plan.run.model, {}, None)
         failed["error"] = {"code": "model_call_failed", "message": str(exc)[:1000]}
@@ -438,6 +493,7 @@ def _one(plan: _Plan, recorder: _Recorder, http: httpx.Client, index: int) -> No
         sample["error"] = {"code": "grader_call_failed", "message": str(exc)[:1000]}
         recorder.record(index, entry, sample, None, [answer] if answer else [])
         return
+    pause("eval_item_delay")  # fault injection: a slow item, so a test can kill the worker mid-run
     recorder.record(index, entry, sample, graded, ([answer] if answer else []) + graded.judged)
 
 
@@ -488,7 +544,7 @@ def lost_runs() -> list[str]:
     query = select(EvalRun).where(
         or_(
             (col(EvalRun.status) == EvalRunStatus.queued) & (last_heard < now - QUEUED_TOO_LONG),
-            (col(EvalRun.status) == EvalRunStatus.in_progress) & (last_heard < now - STALE_AFTER),
+            (col(EvalRun.status) == EvalRunStatus.in_progress) & (last_heard < now - stale_after()),
         )
     )
     with session_scope() as session:
@@ -503,8 +559,8 @@ def lost_runs() -> list[str]:
 class EvalSweep:
     """Sends again the tasks of lost runs every ``interval`` seconds: a short-lane worker's thread."""
 
-    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
-        self.interval = interval
+    def __init__(self, interval: float | None = None) -> None:
+        self.interval = interval or min(SWEEP_SECONDS, get_settings().lease_seconds)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="eval-sweep", daemon=True)
 

@@ -55,6 +55,14 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1, le=1, description="one choice per request")
 
 
+class ChoicesRequest(BaseModel):
+    """tunedeck's: how likely each choice is as the reply (multiple-choice evals, no generation)."""
+
+    model: str = Field(max_length=300)
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=200)]
+    choices: Annotated[list[Annotated[str, Field(max_length=2000)]], Field(min_length=2, max_length=26)]
+
+
 def _error(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse(
@@ -176,6 +184,33 @@ def create_app(engine: Engine | None = None) -> FastAPI:
             _stream(engine, model, messages, sampling, completion_id, created, body.model, request, metrics),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    @app.post("/v1/tunedeck/choices")
+    async def choices(body: ChoicesRequest, request: Request) -> Response:
+        """tunedeck's: each choice's log-probability as the reply to ``messages`` (summed over its
+        tokens), for multiple-choice evals (MMLU-style): one forward pass per choice, no sampling."""
+        viewer = await run_in_threadpool(viewer_of, request)
+        with read_session() as session:
+            model = resolve(session, get_store(), body.model, viewer_id=viewer)
+        if model is None:
+            return _error(
+                404,
+                f"The model '{body.model}' does not exist; GET /v1/models lists them",
+                "model_not_found",
+                "model",
+            )
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        scores = await run_in_threadpool(engine.choice_logprobs, model, messages, body.choices)
+        return JSONResponse(
+            {
+                "object": "tunedeck.choices",
+                "model": body.model,
+                "choices": [
+                    {"index": i, "text": text, "logprob": logprob, "tokens": tokens}
+                    for i, (text, (logprob, tokens)) in enumerate(zip(body.choices, scores, strict=True))
+                ],
+            }
         )
 
     return app

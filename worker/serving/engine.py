@@ -257,11 +257,37 @@ class Engine:
     ) -> Result:
         """Generate a reply to ``messages`` with ``served``; ``on_text`` gets each piece as it comes."""
         cancel = cancel or threading.Event()
+        with self._using(served) as (model, tokenizer, between_tokens):
+            return self._run(model, tokenizer, messages, sampling, cancel, on_text, between_tokens)
+
+    def choice_logprobs(
+        self, served: ServedModel, messages: list[dict[str, str]], choices: list[str]
+    ) -> list[tuple[float, int]]:
+        """For each choice: the log-probability ``served`` gives it as the reply to ``messages``
+        (summed over its tokens), and its number of tokens. No generation: one forward pass each."""
+        with self._using(served) as (model, tokenizer, _):
+            prompt = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+            scores = []
+            for choice in choices:
+                ids = tokenizer(choice, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+                full = torch.cat([prompt, torch.tensor([ids])], dim=1).to(model.device)
+                with torch.inference_mode():
+                    logits = model(input_ids=full).logits[0, prompt.shape[1] - 1 : -1].float()
+                target = torch.tensor(ids, device=logits.device).unsqueeze(1)
+                scores.append((float(torch.log_softmax(logits, -1).gather(1, target).sum()), len(ids)))
+            return scores
+
+    @contextmanager
+    def _using(self, served: ServedModel) -> Iterator[tuple[Any, Any, Callable[[], Any] | None]]:
+        """The model and tokenizer in ``served``'s state, held for one reply (or one scoring), and
+        what to call between tokens so that replies on one base take turns."""
         if served.kind == "merged":
             slot = self._merged_slot(served)
             with slot.lock.hold():
-                turns = slot.lock.take_turns
-                return self._run(slot.model, slot.tokenizer, messages, sampling, cancel, on_text, turns)
+                yield slot.model, slot.tokenizer, slot.lock.take_turns
+            return
         # Replies on one base take turns a token at a time (so panes side by side stream together);
         # each turn first puts the base in this reply's state: its adapter active, or none.
         slot = self._base(served)
@@ -289,8 +315,7 @@ class Engine:
                 slot.in_use[name] += 1
             try:
                 enter()
-                model = slot.model  # later adapters are injected into these same layers
-                return self._run(model, slot.tokenizer, messages, sampling, cancel, on_text, between_tokens)
+                yield slot.model, slot.tokenizer, between_tokens  # later adapters go into these layers
             finally:
                 if served.kind != "base":
                     slot.in_use[name] -= 1

@@ -22,6 +22,10 @@ class Vote(SQLModel, table=True):
     winner: str = Field(max_length=8, description="a, b or tie")
     prompt: str = Field(default="", max_length=PROMPT_CHARS, description="The prompt, cut to 2000 characters")
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    judge: str | None = Field(default=None, max_length=300, description="the judge model (None: a person)")
+    batch_id: str | None = Field(
+        default=None, max_length=64, index=True, description="the batch a judge read"
+    )
 
 
 class BatchStatus(StrEnum):
@@ -58,6 +62,13 @@ class BatchRun(SQLModel, table=True):
     heartbeat_at: datetime | None = Field(
         default=None, sa_type=UTCDateTime, description="its worker's last answer (or when it was sent again)"
     )
+    judge: str | None = Field(
+        default=None, max_length=300, description="the model judging its answers pairwise"
+    )
+    judge_status: str | None = Field(
+        default=None, max_length=16, description="queued, running, succeeded, failed"
+    )
+    judge_error: str | None = Field(default=None, max_length=2000)
 
 
 class BatchOutput(SQLModel, table=True):

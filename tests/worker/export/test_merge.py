@@ -34,12 +34,6 @@ print(json.dumps({"adapter_vs_merged": (adapted - merged).abs().max().item(),
 """
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("covered on SQLite")
-
-
 @pytest.mark.parametrize("quantization", ["none", "4bit"])
 def test_merge_matches_the_adapter_in_fresh_processes(
     client: TestClient,

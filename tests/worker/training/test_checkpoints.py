@@ -9,12 +9,6 @@ from fastapi.testclient import TestClient
 from tests.factories import INSTRUCTION_ROWS, create_job, events, run_job, upload
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("covered on SQLite; the end-to-end test runs the worker on Postgres")
-
-
 def checkpoint_dirs(data_dir: Path, job_id: str) -> list[str]:
     folder = data_dir / "artifacts" / "jobs" / job_id / "checkpoints"
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []

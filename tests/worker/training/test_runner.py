@@ -12,12 +12,6 @@ from app.core.tables import Job
 from tests.factories import INSTRUCTION_ROWS, QUICK, create_job, events, run_job, upload
 
 
-@pytest.fixture
-def sqlite_only(database_url: str) -> None:
-    if not database_url.startswith("sqlite"):
-        pytest.skip("the runner's database code is covered on Postgres by the end-to-end test")
-
-
 def test_separate_validation_file_trains_on_all_training_rows(
     client: TestClient, tiny_model: str, sqlite_only: None
 ) -> None:

@@ -9,7 +9,7 @@ from tests.factories import INSTRUCTION_ROWS, create_job, run_job, upload
 
 
 def test_each_evaluation_answers_validation_prompts_shown_on_the_job_page(
-    client: TestClient, tiny_model: str
+    client: TestClient, tiny_model: str, sqlite_only: None
 ) -> None:
     file_id = upload(client, INSTRUCTION_ROWS, validation_split="0.1")  # 36 train, 4 validation rows
     job_id = create_job(client, tiny_model, file_id, hp={"n_epochs": 2, "batch_size": 8})
