@@ -38,8 +38,9 @@ def sentence(rng: random.Random, n: int) -> str:
 
 
 def grading_costs(pairs: int = 1000) -> None:
+    from app.core.evaltemplates import METRICS
     from worker.evals.run import _string_check
-    from worker.evals.similarity import METRICS, similarity
+    from worker.evals.similarity import similarity
 
     rng = random.Random(0)
     data = [(sentence(rng, 24), sentence(rng, 20)) for _ in range(pairs)]
@@ -75,6 +76,7 @@ def end_to_end(items: int, tokens: int) -> None:
     from app.auth.service import create_api_key, create_user
     from app.basemodels.service import register_model
     from app.core.config import get_settings
+    from app.core.credentials import internal_token
     from app.core.db import migrate, session_scope
     from app.core.ids import new_id
     from app.core.tables import Job, JobStatus, Role
@@ -172,7 +174,7 @@ def end_to_end(items: int, tokens: int) -> None:
                 httpx.post(
                     f"http://127.0.0.1:{port}/v1/chat/completions",
                     json={**warm, "model": model},
-                    headers={"authorization": f"Bearer {runner.internal_token()}"},
+                    headers={"authorization": f"Bearer {internal_token()}"},
                     timeout=300,
                 )
             generation = 0.0

@@ -9,7 +9,6 @@ task never came or whose worker died.
 """
 
 import logging
-import threading
 import time
 from datetime import timedelta
 
@@ -19,9 +18,10 @@ from sqlmodel import Session, col, func, or_, select, update
 from app.core.config import get_settings
 from app.core.credentials import internal_token
 from app.core.db import read_session, session_scope
-from app.core.queue import BATCH_TASK, send_short_task
+from app.core.queue import BATCH_TASK
 from app.core.tables import BatchOutput, BatchRun, BatchStatus
 from app.core.timeutil import utcnow
+from worker.sweep import Sweep
 
 log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
@@ -95,7 +95,8 @@ def run_batch(batch_id: str) -> str:
     return status.value
 
 
-def _chat_url() -> tuple[str, dict[str, str]]:
+def chat_url() -> tuple[str, dict[str, str]]:
+    """The model server's chat completions URL and the credentials to send it."""
     settings = get_settings()
     upstream = settings.model_server_url.rstrip("/").removesuffix("/v1")
     if settings.model_server_api_key:  # an external OpenAI-compatible server
@@ -109,7 +110,7 @@ def ask(
     http: httpx.Client, *, model: str, prompt: str, max_tokens: int, temperature: float
 ) -> tuple[str, float]:
     """One non-streamed answer from the model server and how long it took, in seconds."""
-    url, headers = _chat_url()
+    url, headers = chat_url()
     body = {
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -151,26 +152,6 @@ def lost_batches() -> list[str]:
         return [batch.id for batch in lost]
 
 
-class BatchSweep:
-    """Sends again the tasks of lost batches, every ``interval`` seconds: a short-lane worker's thread."""
-
-    def __init__(self, interval: float = SWEEP_SECONDS) -> None:
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="batch-sweep", daemon=True)
-
-    def start(self) -> "BatchSweep":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                for batch_id in lost_batches():
-                    log.info("batch %s lost its task or its worker; queued again", batch_id)
-                    send_short_task(BATCH_TASK, batch_id)
-            except Exception:  # a busy or unreachable database: next round
-                log.exception("could not sweep for lost batches")
+def batch_sweep() -> Sweep:
+    """The short-lane thread that queues lost batches again."""
+    return Sweep("batch", lost_batches, BATCH_TASK, SWEEP_SECONDS)

@@ -63,11 +63,11 @@ def _start_background(sender: object = None, **_: object) -> None:
 
         Reaper().start()
     if "short" in lanes():
-        from worker.batches import BatchSweep
+        from worker.batches import batch_sweep
         from worker.deliveries import OutboxSweep
-        from worker.evals.run import EvalSweep
+        from worker.evals.run import eval_sweep
 
-        _sweeps.extend([OutboxSweep().start(), BatchSweep().start(), EvalSweep().start()])
+        _sweeps.extend([OutboxSweep().start(), batch_sweep().start(), eval_sweep().start()])
     _beacon = Beacon(str(getattr(sender, "hostname", None) or "worker"))
     _beacon.start()
 

@@ -11,20 +11,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.errors import Unprocessable
+from app.core.evaltemplates import METRICS
 
 Metadata = dict[str, str]
-METRICS = (
-    "fuzzy_match",
-    "bleu",
-    "gleu",
-    "meteor",
-    "rouge_1",
-    "rouge_2",
-    "rouge_3",
-    "rouge_4",
-    "rouge_5",
-    "rouge_l",
-)
 OPERATIONS = ("eq", "ne", "like", "ilike")
 MAX_ITEMS = 5000  # items in one run
 MAX_CRITERIA = 20

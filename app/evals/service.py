@@ -8,7 +8,6 @@ in every item: a run that could not be graded as asked is refused before it star
 """
 
 import json
-import re
 from typing import Any
 
 from jsonschema import Draft202012Validator
@@ -20,6 +19,7 @@ from app.core.catalog import served_models
 from app.core.config import get_settings
 from app.core.db import after_commit
 from app.core.errors import Conflict, NotFound
+from app.core.evaltemplates import REFERENCE, lookup
 from app.core.ids import new_underscored_id
 from app.core.queue import EVAL_TASK, send_short_task
 from app.core.rows import read_split, to_messages
@@ -40,7 +40,6 @@ from app.evals.schemas import (
 )
 
 EVALS_PURPOSE = "evals"
-REFERENCE = re.compile(r"\{\{\s*(item|sample)\.([A-Za-z0-9_.\-]+)\s*\}\}")
 SAMPLE_SCHEMA = {
     "type": "object",
     "properties": {
@@ -397,7 +396,7 @@ def _template(source: dict[str, Any], items: list[dict[str, Any]]) -> list[Messa
                 "item_reference names an item field, e.g. 'item.messages'", param="data_source.input_messages"
             )
         for i, entry in enumerate(items):
-            value = _lookup(entry, path)
+            value = lookup(entry, path)
             if not isinstance(value, list) or not value:
                 raise EvalInvalid(
                     f"item {i}: {path} is not a list of messages",
@@ -442,18 +441,6 @@ def text_of(content: Any, *, param: str) -> str:
     return "".join(texts)
 
 
-def _lookup(entry: dict[str, Any], path: str) -> Any:
-    value: Any = entry
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
-
-
 def _check_items(row: Eval, items: list[dict[str, Any]], template: list[Message]) -> None:
     """Every item fits the eval's item_schema and has every field the templates name."""
     validator = Draft202012Validator(row.data_source_config.get("item_schema", {}))
@@ -481,7 +468,7 @@ def _check_items(row: Eval, items: list[dict[str, Any]], template: list[Message]
         path = REFERENCE.search(criterion["choices"])
         assert path is not None  # checked when the eval was made
         for i, entry in enumerate(items):
-            value = _lookup(entry["item"], path.group(2))
+            value = lookup(entry["item"], path.group(2))
             if (
                 not isinstance(value, list)
                 or len(value) < 2
@@ -493,7 +480,7 @@ def _check_items(row: Eval, items: list[dict[str, Any]], template: list[Message]
                 )
     for i, entry in enumerate(items):
         for field in fields:
-            if _lookup(entry["item"], field) is None:
+            if lookup(entry["item"], field) is None:
                 raise EvalInvalid(
                     f"item {i} has no field {field!r}, which {{{{item.{field}}}}} names",
                     param="data_source.source",

@@ -11,11 +11,12 @@ from sqlmodel import Session, col, func, select
 from app.auth.access import log_action
 from app.auth.deps import CurrentUser, Principal
 from app.core.catalog import served_models
+from app.core.evaltemplates import METRICS
 from app.core.tables import DatasetFile, Eval, EvalOutputItem, EvalRun, Job, JobStatus
 from app.core.visibility import visible_clause
 from app.evals import service
 from app.evals.api import eval_for, run_for, visible_runs
-from app.evals.schemas import METRICS, EvalCreate, EvalInvalid, RunCreate
+from app.evals.schemas import EvalCreate, EvalInvalid, RunCreate
 from app.http.deps import SessionDep, StoreDep, commit
 from app.http.templates import templates
 

@@ -23,15 +23,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, or_, select, update
 
 from app.core.config import get_settings
-from app.core.credentials import internal_token
 from app.core.db import read_session, session_scope
+from app.core.evaltemplates import REFERENCE, lookup
 from app.core.faults import pause
 from app.core.ids import new_underscored_id
-from app.core.queue import EVAL_TASK, send_short_task
+from app.core.queue import EVAL_TASK
 from app.core.storage import get_store
 from app.core.tables import Eval, EvalOutputItem, EvalRun, EvalRunStatus
 from app.core.timeutil import utcnow
+from worker.batches import chat_url
 from worker.evals.similarity import similarity
+from worker.sweep import Sweep
 
 log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
@@ -39,7 +41,6 @@ QUEUED_TOO_LONG = timedelta(seconds=30)
 SWEEP_SECONDS = 15.0
 CONCURRENCY = 4  # items asked at once: the model server batches concurrent requests
 DEFAULT_MAX_TOKENS = 256
-REFERENCE = re.compile(r"\{\{\s*(item|sample)\.([A-Za-z0-9_.\-]+)\s*\}\}")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
@@ -53,18 +54,6 @@ class ModelCallFailed(RuntimeError):
 
 
 # --- templates ----------------------------------------------------------------------------------
-
-
-def lookup(namespace: dict[str, Any], path: str) -> Any:
-    value: Any = namespace
-    for part in path.split("."):
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
-            value = value[int(part)]
-        else:
-            return None
-    return value
 
 
 def render(text: str, namespace: dict[str, Any]) -> str:
@@ -113,10 +102,7 @@ def _endpoint(model: str, served: set[str]) -> tuple[str, dict[str, str]]:
     if model not in served and settings.judge_base_url:
         headers = {"authorization": f"Bearer {settings.judge_api_key}"} if settings.judge_api_key else {}
         return settings.judge_base_url.rstrip("/") + "/chat/completions", headers
-    upstream = settings.model_server_url.rstrip("/").removesuffix("/v1")
-    if settings.model_server_api_key:
-        return f"{upstream}/v1/chat/completions", {"authorization": f"Bearer {settings.model_server_api_key}"}
-    return f"{upstream}/v1/chat/completions", {"authorization": f"Bearer {internal_token()}"}
+    return chat_url()
 
 
 def chat(
@@ -556,26 +542,7 @@ def lost_runs() -> list[str]:
         return [run.id for run in lost]
 
 
-class EvalSweep:
-    """Sends again the tasks of lost runs every ``interval`` seconds: a short-lane worker's thread."""
-
-    def __init__(self, interval: float | None = None) -> None:
-        self.interval = interval or min(SWEEP_SECONDS, get_settings().lease_seconds)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="eval-sweep", daemon=True)
-
-    def start(self) -> "EvalSweep":
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                for run_id in lost_runs():
-                    log.info("eval run %s lost its task or its worker; queued again", run_id)
-                    send_short_task(EVAL_TASK, run_id)
-            except Exception:  # a busy or unreachable database: next round
-                log.exception("could not sweep for lost eval runs")
+def eval_sweep() -> Sweep:
+    """The short-lane thread that queues lost eval runs again (as often as leases are renewed, at most
+    every ``SWEEP_SECONDS``)."""
+    return Sweep("eval run", lost_runs, EVAL_TASK, min(SWEEP_SECONDS, get_settings().lease_seconds))

@@ -9,19 +9,6 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-METRICS = (
-    "fuzzy_match",
-    "bleu",
-    "gleu",
-    "meteor",
-    "rouge_1",
-    "rouge_2",
-    "rouge_3",
-    "rouge_4",
-    "rouge_5",
-    "rouge_l",
-)
-
 
 class _NoSynonyms:
     """Stands in for nltk's WordNet reader: no synonyms, so METEOR matches exact words and stems."""
