@@ -19,10 +19,9 @@ from app.core.catalog import served_models
 from app.core.config import get_settings
 from app.core.db import after_commit
 from app.core.errors import Conflict, NotFound
+from app.core.evalruns import checkpoint_source, queue_run, validation_items
 from app.core.evaltemplates import REFERENCE, lookup
 from app.core.ids import new_underscored_id
-from app.core.queue import EVAL_TASK, send_short_task
-from app.core.rows import read_split, to_messages
 from app.core.storage import ArtifactStore
 from app.core.tables import DatasetFile, Eval, EvalOutputItem, EvalRun, EvalRunStatus, Job
 from app.core.timeutil import utcnow
@@ -49,10 +48,6 @@ SAMPLE_SCHEMA = {
     },
     "required": ["model", "choices", "output_text"],
 }
-
-
-def items_key(run_id: str) -> str:
-    return f"evals/{run_id}/items.jsonl"
 
 
 # --- evals ----------------------------------------------------------------------------------------
@@ -213,24 +208,19 @@ def create_run(
         _check_served(session, store, sorted(set(judges)), "testing_criteria.model", viewer_id)
     _check_items(row, items, template)
     private = private or _private_models(session, [model, *judges])  # its outputs are theirs
-    run = EvalRun(
-        id=new_underscored_id("evalrun"),
-        eval_id=row.id,
-        name=body.name or (f"{model} on {row.name}" if row.name else model),
+    return queue_run(
+        session,
+        store,
+        row=row,
         model=model,
-        data_source=source,
-        meta=body.metadata,
-        total=len(items),
+        source=source,
+        items=items,
+        name=body.name or (f"{model} on {row.name}" if row.name else model),
         private=private,
         owner_id=owner_id,
         owner=owner,
-        per_criterion={c["id"]: {"passed": 0, "failed": 0} for c in row.testing_criteria},
+        meta=body.metadata,
     )
-    store.write_bytes(items_key(run.id), "".join(json.dumps(i) + "\n" for i in items).encode())
-    session.add(run)
-    session.flush()
-    after_commit(session, lambda: send_short_task(EVAL_TASK, run.id))
-    return run
 
 
 def _private_models(session: Session, names: list[str]) -> bool:
@@ -340,36 +330,12 @@ def _job_items(
     if any(f is not None and not visible_to(f, viewer_id) for f in files):
         raise NotFound(f"no fine-tuning job with id {job_id!r}")
     try:
-        if job.validation_file:
-            rows = [
-                r
-                for split in ("train", "validation")
-                for r in read_split(store=store, dataset_id=job.validation_file, split=split)
-            ]
-        else:
-            rows = read_split(store=store, dataset_id=job.training_file, split="validation")
+        items = validation_items(store, job.training_file, job.validation_file)
     except FileNotFoundError:
         raise EvalInvalid(
             f"the dataset files of job {job_id} are missing from the artifact store",
             param="data_source.source.job_id",
         ) from None
-    items = []
-    for row in rows:
-        messages = to_messages(row)
-        if len(messages) < 2 or messages[-1]["role"] != "assistant":
-            continue
-        users = [m for m in messages[:-1] if m["role"] == "user"]
-        if not users:
-            continue
-        items.append(
-            {
-                "item": {
-                    "input": users[-1]["content"],
-                    "reference": messages[-1]["content"],
-                    "messages": messages[:-1],
-                }
-            }
-        )
     if not items:
         raise EvalInvalid(f"job {job_id} has no validation rows to use", param="data_source.source.job_id")
     return items, job.private or any(f is not None and f.private for f in files)
@@ -515,6 +481,59 @@ def output_items(*, session: Session, run_id: str, status: str | None) -> Any:
 # --- a job's checkpoints, evaluated -------------------------------------------------------------
 
 
+MAX_JOB_EVALS = 5
+
+
+def check_job_evals(
+    *,
+    session: Session,
+    store: ArtifactStore,
+    eval_ids: list[str],
+    training_file: str,
+    validation_file: str | None,
+    viewer_id: int | None,
+) -> list[str]:
+    """The evals a new job names (``evals`` in its body), checked now against the validation rows
+    its checkpoints will answer, so a run on a checkpoint is never refused mid-training."""
+    wanted = list(dict.fromkeys(eval_ids))
+    if not wanted:
+        return []
+    if len(wanted) > MAX_JOB_EVALS:
+        raise EvalInvalid(f"evals: a job names at most {MAX_JOB_EVALS} evals", param="evals")
+    try:
+        items = validation_items(store, training_file, validation_file)
+    except FileNotFoundError:
+        raise EvalInvalid(
+            "evals: the job's dataset files are missing from the artifact store", param="evals"
+        ) from None
+    if not items:
+        raise EvalInvalid(
+            "evals: the job has no validation rows (prompt and answer) for its checkpoints to answer; "
+            "give it a validation_file",
+            param="evals",
+        )
+    for eval_id in wanted:
+        row = session.get(Eval, eval_id)
+        if row is None:
+            raise EvalInvalid(
+                f"evals: no eval with id {eval_id!r}; GET /api/v1/evals lists them", param="evals"
+            )
+        judges = sorted(
+            {c["model"] for c in row.testing_criteria if c["type"] in ("score_model", "label_model")}
+        )
+        try:
+            if judges and not get_settings().judge_base_url:
+                _check_served(session, store, judges, "testing_criteria.model", viewer_id)
+            _check_items(row, items, [])
+        except EvalInvalid as exc:
+            raise EvalInvalid(
+                f"evals: eval {eval_id} cannot grade this job's validation rows (fields input, "
+                f"reference, messages): {exc}",
+                param="evals",
+            ) from None
+    return wanted
+
+
 def job_models(session: Session, job: Job) -> list[tuple[str, str, str | None]]:
     """(served name, label, checkpoint id) of a job's checkpoints by step, then its adapter."""
     from app.core.tables import Checkpoint
@@ -548,16 +567,7 @@ def evaluate_job(
         raise EvalInvalid(f"job {job.id} has no checkpoint or adapter to evaluate yet", param="job_id")
     runs = []
     for model, label, _ in models:
-        source = {"type": "job_validation", "job_id": job.id}
-        body = RunCreate(
-            name=f"{label} of {job.suffix or job.id}",
-            data_source={
-                "type": "completions",
-                "model": model,
-                "source": source,
-                "sampling_params": {"temperature": 0, "max_completion_tokens": 128},
-            },
-        )
+        body = RunCreate(name=f"{label} of {job.suffix or job.id}", data_source=checkpoint_source(job, model))
         runs.append(
             create_run(
                 session=session,

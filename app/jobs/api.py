@@ -55,6 +55,7 @@ def launch_job(
         owner=(user.user_id, user.username),
         private=body.private,
         priority=body.priority,
+        evals=body.evals,
     )
     log_action(session, request, user, "job_created", "job", job.id, model=job.model, file=job.training_file)
     return job

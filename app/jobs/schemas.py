@@ -40,6 +40,11 @@ class JobCreate(BaseModel):
     priority: int = Field(
         5, ge=0, le=9, description="workers take higher first, then older first; members 0-5, admins up to 9"
     )
+    evals: list[str] = Field(
+        default_factory=list,
+        description="tunedeck's: eval ids to run on each checkpoint and on the adapter as they are "
+        "saved, over the job's validation rows, on the short lane while training goes on",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -110,6 +115,9 @@ class JobPublic(BaseModel):
     waiting_reason: str | None = Field(
         None, description="why a waiting job is held back, if not just busy workers"
     )
+    evals: list[str] = Field(
+        default_factory=list, description="tunedeck's: evals run on each checkpoint as it is saved"
+    )
 
     @classmethod
     def of(cls, job: Job, waiting_reason: str | None = None) -> "JobPublic":
@@ -150,6 +158,7 @@ class JobPublic(BaseModel):
             gpu_hours=used.gpu_hours,
             device_hours=used.device_hours,
             waiting_reason=waiting_reason,
+            evals=list(job.evals or []),
         )
 
 

@@ -34,6 +34,7 @@ from app.core.tables import (
 from app.core.timeutil import utcnow
 from app.core.visibility import visible_clause
 from app.datasets.service import get_dataset, token_stats
+from app.evals.service import check_job_evals
 from app.jobs.advisor import Check, Estimates, check_against_model, check_task, estimate, pitfalls
 from app.jobs.capacity import gpu_check, memory_check
 
@@ -75,9 +76,10 @@ def create_job(
     owner: tuple[int, str] | None = None,
     private: bool = False,
     priority: int = 5,
+    evals: list[str] | None = None,
 ) -> Job:
     """Check the request, store the job as queued and enqueue it once committed.
-    ``owner`` is (user id, username) of who launches it."""
+    ``owner`` is (user id, username) of who launches it; ``evals`` run on each checkpoint."""
     checks, estimates = advise_job(
         session=session,
         store=store,
@@ -89,6 +91,14 @@ def create_job(
     errors = [check for check in checks if check.level == "error"]
     if errors:
         raise AdviceBlocked(errors)
+    eval_ids = check_job_evals(
+        session=session,
+        store=store,
+        eval_ids=evals or [],
+        training_file=training_file,
+        validation_file=validation_file,
+        viewer_id=owner[0] if owner else None,
+    )
     on_private_data = private_files(session=session, ids=[training_file, validation_file])
     job = Job(
         id=new_id("ftjob"),
@@ -107,6 +117,7 @@ def create_job(
         private=private or bool(on_private_data),
         priority=priority,
         memory_estimate_bytes=estimates.memory_bytes.get("total"),
+        evals=eval_ids,
     )
     session.add(job)
     session.flush()

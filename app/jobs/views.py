@@ -28,6 +28,7 @@ from app.core.usage import job_usage
 from app.datasets.service import dataset_filenames, list_datasets
 from app.evals import service as evals
 from app.evals.api import visible_runs
+from app.evals.schemas import EvalInvalid
 from app.http.deps import DB_INT_MAX, SessionDep, StoreDep, commit
 from app.http.templates import templates
 from app.jobs import merges, service
@@ -154,6 +155,7 @@ def _form_page(
         "values": values,
         "errors": errors,
         "max_priority": max_priority(user),
+        "evals": session.exec(select(Eval).order_by(col(Eval.created_at).desc()).limit(50)).all(),
     }
     return templates.TemplateResponse(request, "pages/job_new.html", context, status_code=status)
 
@@ -250,6 +252,7 @@ def job_body(fields: dict[str, list[str]], first: dict[str, str]) -> JobCreate:
         "hyperparameters": parse_spec_form(fields),
         "private": "private" in first,
         "priority": first.get("priority") or 5,
+        "evals": fields.get("evals", []),
     }
     return JobCreate.model_validate(body)
 
@@ -269,6 +272,7 @@ def _submit(
     first: dict[str, str],
 ) -> Response:
     values: dict[str, Any] = {**first, "hyperparameters": first, "private": "private" in first}
+    values["evals"] = fields.get("evals", [])
     try:
         body = job_body(fields, first)
     except ValidationError as exc:
@@ -280,6 +284,8 @@ def _submit(
     except service.AdviceBlocked as exc:
         errors = {check.field or "form": check.message for check in exc.checks}
         return _form_page(request, session, user, values, errors, status=422)
+    except EvalInvalid as exc:
+        return _form_page(request, session, user, values, {"evals": str(exc)}, status=422)
     commit(session)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 

@@ -24,6 +24,7 @@ from sqlmodel import col, func, or_, select, update
 
 from app.core.config import get_settings
 from app.core.db import read_session, session_scope
+from app.core.evalruns import items_key
 from app.core.evaltemplates import REFERENCE, lookup
 from app.core.faults import pause
 from app.core.ids import new_underscored_id
@@ -322,7 +323,7 @@ def _plan(run_id: str) -> _Plan:
         served = {m.id for m in served_models(session, store)}
         session.expunge(run)
         criteria = list(row.testing_criteria)
-    text = store.read_bytes(f"evals/{run_id}/items.jsonl").decode("utf-8")
+    text = store.read_bytes(items_key(run_id)).decode("utf-8")
     items = [json.loads(line) for line in text.splitlines() if line]
     return _Plan(run, criteria, items, done, served)
 
@@ -499,6 +500,15 @@ def run_eval(run_id: str) -> str:
     todo = [i for i in range(len(plan.items)) if i not in plan.done]
     log.info("eval run %s: %d of %d items to answer", run_id, len(todo), len(plan.items))
     error = None
+    if plan.run.model and plan.run.model not in plan.served:  # e.g. a checkpoint removed since
+        todo, error = (
+            [],
+            {
+                "code": "model_not_found",
+                "message": f"{plan.run.model} is no longer served "
+                "(a checkpoint past save_total_limit is removed)",
+            },
+        )
     try:
         with httpx.Client(timeout=TIMEOUT) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
             for done in [pool.submit(_one, plan, recorder, http, i) for i in todo]:

@@ -12,10 +12,12 @@ from sqlmodel import Session, col, delete, select, update
 
 from app.core import metric_names
 from app.core.db import read_session, session_scope
+from app.core.evalruns import queue_job_evals
 from app.core.events import add_event
 from app.core.ids import new_id
 from app.core.outbox import emit, emit_finished
 from app.core.scheduling import charge
+from app.core.storage import get_store
 from app.core.tables import ACTIVE, Checkpoint, Job, JobStatus, Metric, WebhookEvent
 from app.core.timeutil import utcnow
 from worker.training.monitor import Alert
@@ -239,7 +241,10 @@ class JobReporter:
                 fields |= charge(self._job(session), utcnow())
             session.exec(update(Job).where(col(Job.id) == self.job_id).values(status=status, **fields))
             if status.is_terminal:
-                emit_finished(session, self._job(session))
+                job = self._job(session)
+                emit_finished(session, job)
+                if status == JobStatus.succeeded and job.fine_tuned_model:
+                    queue_job_evals(session, get_store(), job, job.fine_tuned_model, "final adapter")
 
     def cancel_requested(self) -> bool:
         """Whether to stop now: cancel was asked for, or the job moved on without this attempt
@@ -310,3 +315,5 @@ class JobReporter:
                 )
             )
             add_event(session=session, job_id=self.job_id, message=f"Saved checkpoint at step {step}")
+            # the job's evals grade it on the short lane, while training goes on (committed with it)
+            queue_job_evals(session, get_store(), job, f"{job.model}:{job.id}:ckpt-{step}", f"step {step}")

@@ -89,6 +89,11 @@ class Job(SQLModel, table=True):
     attempt_gpus: int = Field(default=0, description="GPUs the current attempt holds (0 on a CPU worker)")
     gpu_seconds: float = Field(default=0.0, description="finished attempts' time x GPUs they held")
     device_seconds: float = Field(default=0.0, description="the same for any device, CPUs included")
+    evals: list[str] = Field(
+        default_factory=list,
+        sa_type=sa.JSON,
+        description="eval ids run on each checkpoint and the adapter as they are saved (tunedeck's)",
+    )
 
 
 class JobEvent(SQLModel, table=True):
