@@ -5,7 +5,8 @@
 - ``<base>:<job>:ckpt-<step>``: one of its checkpoints (also of jobs still running)
 - ``<base>:<job>:merged``: its merged model, loaded as a plain model
 
-Only causal language models chat; classifier and seq2seq jobs are not listed.
+Only causal language models chat; classifier and seq2seq jobs are not listed (``task="SEQ_CLS"``
+lists a classifier job's models under the same names, for classification evals, and no bases).
 """
 
 from dataclasses import dataclass
@@ -36,20 +37,27 @@ class ServedModel:
     artifact_key: str | None = None
 
 
-def _chat_job(job: Job) -> bool:
-    return job.hyperparameters.get("task_type", "CAUSAL_LM") == "CAUSAL_LM"
+def _task(job: Job) -> str:
+    return str(job.hyperparameters.get("task_type", "CAUSAL_LM"))
 
 
 def served_models(
-    session: Session, store: ArtifactStore, *, job_id: str | None = None, viewer_id: int | None = None
+    session: Session,
+    store: ArtifactStore,
+    *,
+    job_id: str | None = None,
+    viewer_id: int | None = None,
+    task: str = "CAUSAL_LM",
 ) -> list[ServedModel]:
     """Base models, then adapters, checkpoints and merged models, newest first within each;
     ``job_id`` narrows the jobs' part to that one job (what ``resolve`` needs per request);
-    ``viewer_id`` leaves out other users' private jobs (None: an admin, who sees all)."""
+    ``viewer_id`` leaves out other users' private jobs (None: an admin, who sees all); ``task``
+    another task type's jobs' models instead (then no bases: a bare base has no such head)."""
     bases = {b.id: b for b in session.exec(select(BaseModelRecord).order_by(col(BaseModelRecord.id))).all()}
     out = [
         ServedModel(b.id, "base", b.id, b.path, b.path, b.created_at, trust_remote_code=b.trust_remote_code)
         for b in bases.values()
+        if task == "CAUSAL_LM"
     ]
     job_query = select(Job).order_by(col(Job.finished_at).desc(), col(Job.created_at).desc())
     checkpoint_query = select(Checkpoint).order_by(col(Checkpoint.step).desc())
@@ -61,7 +69,7 @@ def served_models(
         checkpoint_query = checkpoint_query.where(Checkpoint.job_id == job_id)
         merge_query = merge_query.where(Merge.job_id == job_id)
     job_query = job_query.where(visible_clause(Job, viewer_id))
-    jobs = {j.id: j for j in session.exec(job_query).all() if j.model in bases and _chat_job(j)}
+    jobs = {j.id: j for j in session.exec(job_query).all() if j.model in bases and _task(j) == task}
 
     def entry(job: Job, name: str, kind: Kind, key: str, created: datetime) -> ServedModel:
         base = bases[job.model]

@@ -83,7 +83,13 @@ def run_public(run: EvalRun, base_url: str) -> RunPublic:
         ),
         per_model_usage=usage,
         per_testing_criteria_results=[
-            CriterionResult(testing_criteria=key, passed=c.get("passed", 0), failed=c.get("failed", 0))
+            CriterionResult(
+                testing_criteria=key,
+                passed=c.get("passed", 0),
+                failed=c.get("failed", 0),
+                accuracy=c.get("accuracy"),
+                macro_f1=c.get("macro_f1"),
+            )
             for key, c in run.per_criterion.items()
         ],
     )

@@ -145,13 +145,25 @@ class MultipleChoice(_Body):
         return value
 
 
-Criterion = StringCheck | TextSimilarity | ScoreModel | LabelModel | MultipleChoice
+class Classification(_Body):
+    """tunedeck's (not OpenAI's): the run's model is a SEQ_CLS job's classifier (its adapter or a
+    checkpoint); it labels ``input`` and passes when the label is ``reference``. The run reports
+    the criterion's accuracy and macro-F1 over all items beside the pass counts."""
+
+    type: Literal["classification"]
+    name: str = Field(min_length=1, max_length=256)
+    input: str = Field(description="the text to classify, e.g. {{item.text}}")
+    reference: str = Field(description="the right label, e.g. {{item.label}}")
+
+
+Criterion = StringCheck | TextSimilarity | ScoreModel | LabelModel | MultipleChoice | Classification
 CRITERIA: dict[str, type[BaseModel]] = {
     "string_check": StringCheck,
     "text_similarity": TextSimilarity,
     "score_model": ScoreModel,
     "label_model": LabelModel,
     "multiple_choice": MultipleChoice,
+    "classification": Classification,
 }
 REFUSED = {
     "python": "python graders run the code they are given, and tunedeck runs no user code on its "
@@ -273,6 +285,8 @@ class CriterionResult(BaseModel):
     testing_criteria: str
     passed: int
     failed: int
+    accuracy: float | None = Field(None, description="tunedeck's: classification criteria, over all items")
+    macro_f1: float | None = Field(None, description="tunedeck's: classification criteria, over all items")
 
 
 class RunPublic(BaseModel):

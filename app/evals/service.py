@@ -185,9 +185,13 @@ def create_run(
             raise EvalInvalid(
                 "data_source.model names the served model to evaluate", param="data_source.model"
             )
-        _check_served(session, store, [model], "data_source.model", viewer_id)
         _check_sampling(source.get("sampling_params"))
-        template = _template(source, items)
+        if any(c["type"] == "classification" for c in row.testing_criteria):
+            _check_classifier(session, store, row, model, viewer_id)
+            template = []  # the classifier reads each criterion's input; nothing is generated
+        else:
+            _check_served(session, store, [model], "data_source.model", viewer_id)
+            template = _template(source, items)
     else:
         template = []
         if any(c["type"] == "multiple_choice" for c in row.testing_criteria):
@@ -238,6 +242,27 @@ def _check_served(
         listed = ", ".join(repr(n) for n in unknown)
         raise EvalInvalid(
             f"not a served model: {listed}; GET /v1/models lists them", param=param, code="model_not_found"
+        )
+
+
+def _check_classifier(
+    session: Session, store: ArtifactStore, row: Eval, model: str, viewer_id: int | None
+) -> None:
+    """Classification criteria grade a SEQ_CLS job's labels, and nothing else can share its run."""
+    others = sorted({c["type"] for c in row.testing_criteria if c["type"] != "classification"})
+    if others:
+        raise EvalInvalid(
+            f"a classifier gives labels, not replies for {', '.join(others)} criteria: "
+            "put classification criteria in an eval of their own",
+            param="testing_criteria",
+        )
+    known = {m.id for m in served_models(session, store, viewer_id=viewer_id, task="SEQ_CLS")}
+    if model not in known:
+        raise EvalInvalid(
+            f"classification criteria grade a SEQ_CLS job's classifier: {model!r} is not the adapter "
+            "(<base>:<job>) or a checkpoint (<base>:<job>:ckpt-<step>) of a SEQ_CLS job",
+            param="data_source.model",
+            code="model_not_found",
         )
 
 

@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, or_, select, update
 
+from app.core.catalog import ServedModel, served_models
 from app.core.config import get_settings
 from app.core.db import read_session, session_scope
 from app.core.evalruns import items_key
@@ -33,6 +34,7 @@ from app.core.storage import get_store
 from app.core.tables import Eval, EvalOutputItem, EvalRun, EvalRunStatus
 from app.core.timeutil import utcnow
 from worker.batches import chat_url
+from worker.evals.classify import BATCH, Classifier, accuracy_and_macro_f1
 from worker.evals.similarity import similarity
 from worker.sweep import Sweep
 
@@ -237,6 +239,12 @@ def grade(
             score, passed = _string_check(criterion, namespace)
         elif kind == "multiple_choice":
             score, passed, sample = _multiple_choice(criterion, namespace, http)
+        elif kind == "classification":  # the classifier's label (a jsonl run: the answer given)
+            predicted = (namespace["sample"].get("labels") or {}).get(criterion["id"])
+            predicted = namespace["sample"]["output_text"] if predicted is None else predicted
+            reference = render(criterion["reference"], namespace)
+            passed = predicted.strip() == reference.strip()
+            score, sample = (1.0 if passed else 0.0), {"predicted": predicted, "reference": reference}
         elif kind == "text_similarity":
             score = similarity(
                 criterion["evaluation_metric"],
@@ -304,11 +312,16 @@ class _Plan:
     items: list[dict[str, Any]]
     done: set[int]
     served: set[str]
+    classifier: ServedModel | None = None  # classification criteria: the SEQ_CLS job's model
+
+    @property
+    def classifying(self) -> bool:
+        return self.run.data_source.get("type") == "completions" and any(
+            c["type"] == "classification" for c in self.criteria
+        )
 
 
 def _plan(run_id: str) -> _Plan:
-    from app.core.catalog import served_models
-
     store = get_store()
     with read_session() as session:
         run = session.get(EvalRun, run_id)
@@ -320,12 +333,15 @@ def _plan(run_id: str) -> _Plan:
                 select(EvalOutputItem.datasource_item_id).where(EvalOutputItem.run_id == run_id)
             ).all()
         )
-        served = {m.id for m in served_models(session, store)}
-        session.expunge(run)
         criteria = list(row.testing_criteria)
+        classifying = any(c["type"] == "classification" for c in criteria)
+        models = served_models(session, store, task="SEQ_CLS" if classifying else "CAUSAL_LM")
+        served = {m.id for m in models}
+        classifier = next((m for m in models if m.id == run.model), None) if classifying else None
+        session.expunge(run)
     text = store.read_bytes(items_key(run_id)).decode("utf-8")
     items = [json.loads(line) for line in text.splitlines() if line]
-    return _Plan(run, criteria, items, done, served)
+    return _Plan(run, criteria, items, done, served, classifier)
 
 
 def _sample(
@@ -484,6 +500,85 @@ def _one(plan: _Plan, recorder: _Recorder, http: httpx.Client, index: int) -> No
     recorder.record(index, entry, sample, graded, ([answer] if answer else []) + graded.judged)
 
 
+def _classify(plan: _Plan, recorder: _Recorder, todo: list[int]) -> None:
+    """Label the items with the job's classifier, a batch at a time, and grade each label."""
+    model = plan.classifier
+    assert model is not None and model.artifact_key is not None
+    classifier = Classifier(
+        model.base_path,
+        str(get_store().local_path(model.artifact_key)),
+        trust_remote_code=model.trust_remote_code,
+    )
+    criteria = [c for c in plan.criteria if c["type"] == "classification"]
+    with httpx.Client(timeout=TIMEOUT) as http:
+        for start in range(0, len(todo), BATCH):
+            if not _classify_batch(plan, recorder, classifier, criteria, todo[start : start + BATCH], http):
+                return
+
+
+def _classify_batch(
+    plan: _Plan,
+    recorder: _Recorder,
+    classifier: Classifier,
+    criteria: list[dict[str, Any]],
+    chunk: list[int],
+    http: httpx.Client,
+) -> bool:
+    """One batch labelled and graded; False when the run was stopped meanwhile."""
+    if recorder.stopped or _stopped(plan.run.id):
+        return False
+    namespaces = [{"item": plan.items[i]["item"]} for i in chunk]
+    labels = {
+        c["id"]: classifier.labels([render(c["input"], namespace) for namespace in namespaces])
+        for c in criteria
+    }
+    for n, index in enumerate(chunk):
+        first = criteria[0]
+        text = render(first["input"], namespaces[n])
+        label, tokens = labels[first["id"]][n]
+        sample = _sample_dict([{"role": "user", "content": text}], label, plan.run.model, {}, None)
+        sample["finish_reason"] = "classified"
+        sample["usage"].update(prompt_tokens=tokens, total_tokens=tokens)
+        namespace = {
+            "item": namespaces[n]["item"],
+            "sample": {
+                "output_text": label,
+                "output_json": None,
+                "choices": [{"message": sample["output"][0]}],
+                "model": plan.run.model,
+                "labels": {c["id"]: labels[c["id"]][n][0] for c in criteria},
+            },
+        }
+        graded = grade(plan.criteria, namespace, http, plan.served)
+        pause("eval_item_delay")
+        recorder.record(index, plan.items[index], sample, graded, [])
+    return not recorder.stopped
+
+
+def _classification_metrics(run_id: str, criteria: list[dict[str, Any]]) -> None:
+    """Accuracy and macro-F1 of each classification criterion over all the run's items, on the run."""
+    wanted = {c["name"]: c["id"] for c in criteria if c["type"] == "classification"}
+    if not wanted:
+        return
+    with session_scope() as session:
+        results = session.exec(select(EvalOutputItem.results).where(EvalOutputItem.run_id == run_id)).all()
+        pairs: dict[str, list[tuple[str, str]]] = {cid: [] for cid in wanted.values()}
+        for item_results in results:
+            for result in item_results or []:
+                if result.get("type") == "classification" and result.get("name") in wanted:
+                    verdict = result.get("sample") or {}
+                    pairs[wanted[result["name"]]].append((verdict.get("predicted"), verdict.get("reference")))
+        run = session.get(EvalRun, run_id, with_for_update=True)
+        if run is None:
+            return
+        counts = {k: dict(v) for k, v in run.per_criterion.items()}
+        for cid, graded in pairs.items():
+            accuracy, macro_f1 = accuracy_and_macro_f1(graded)
+            counts.setdefault(cid, {"passed": 0, "failed": 0}).update(accuracy=accuracy, macro_f1=macro_f1)
+        run.per_criterion = counts
+        session.add(run)
+
+
 def _stopped(run_id: str) -> bool:
     with read_session() as session:
         status = session.exec(select(EvalRun.status).where(EvalRun.id == run_id)).first()
@@ -510,9 +605,13 @@ def run_eval(run_id: str) -> str:
             },
         )
     try:
-        with httpx.Client(timeout=TIMEOUT) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
-            for done in [pool.submit(_one, plan, recorder, http, i) for i in todo]:
-                done.result()
+        if plan.classifying and todo:
+            _classify(plan, recorder, todo)
+        else:
+            with httpx.Client(timeout=TIMEOUT) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
+                for done in [pool.submit(_one, plan, recorder, http, i) for i in todo]:
+                    done.result()
+        _classification_metrics(run_id, plan.criteria)
     except Exception as exc:  # recorded on the run: the API and the page show it
         log.exception("eval run %s failed", run_id)
         error = {"code": "run_failed", "message": str(exc)[:1000]}
