@@ -2,6 +2,15 @@
 migrated with Alembic; the real app; a tiny random Llama built once per session."""
 
 import os
+
+# `make test` runs two pytest workers on a 2-core box, and each test's torch (in this process and
+# in every `tunedeck` process it starts, which inherit the environment) would take a thread per
+# core: oversubscribed OpenMP threads spin against each other (a pair of training test files took
+# 94 s so and 62 s with a thread each). Share the cores among the workers instead.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.environ:
+    _per_worker = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    os.environ["OMP_NUM_THREADS"] = str(max(1, _per_worker))
+
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

@@ -146,27 +146,16 @@ def create_app(engine: Engine | None = None) -> FastAPI:
 
     @app.get("/v1/models/{name:path}")
     def get_model(name: str, request: Request) -> Response:
-        viewer = viewer_of(request)
-        with read_session() as session:
-            model = resolve(session, get_store(), name, viewer_id=viewer)
+        model = _served(request, name)
         if model is None:
-            return _error(
-                404, f"The model '{name}' does not exist; GET /v1/models lists them", "model_not_found"
-            )
+            return _not_found(name)
         return JSONResponse(_model_entry(model))
 
     @app.post("/v1/chat/completions")
     async def chat(body: ChatRequest, request: Request) -> Response:
-        viewer = await run_in_threadpool(viewer_of, request)
-        with read_session() as session:
-            model = resolve(session, get_store(), body.model, viewer_id=viewer)
+        model = await run_in_threadpool(_served, request, body.model)
         if model is None:
-            return _error(
-                404,
-                f"The model '{body.model}' does not exist; GET /v1/models lists them",
-                "model_not_found",
-                "model",
-            )
+            return _not_found(body.model, "model")
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         sampling = Sampling(
             temperature=body.temperature,
@@ -190,16 +179,9 @@ def create_app(engine: Engine | None = None) -> FastAPI:
     async def choices(body: ChoicesRequest, request: Request) -> Response:
         """tunedeck's: each choice's log-probability as the reply to ``messages`` (summed over its
         tokens), for multiple-choice evals (MMLU-style): one forward pass per choice, no sampling."""
-        viewer = await run_in_threadpool(viewer_of, request)
-        with read_session() as session:
-            model = resolve(session, get_store(), body.model, viewer_id=viewer)
+        model = await run_in_threadpool(_served, request, body.model)
         if model is None:
-            return _error(
-                404,
-                f"The model '{body.model}' does not exist; GET /v1/models lists them",
-                "model_not_found",
-                "model",
-            )
+            return _not_found(body.model, "model")
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         scores = await run_in_threadpool(engine.choice_logprobs, model, messages, body.choices)
         return JSONResponse(
@@ -214,6 +196,19 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _served(request: Request, name: str) -> ServedModel | None:
+    """The model ``name`` as the caller may see it (a database read: call it off the event loop)."""
+    viewer = viewer_of(request)
+    with read_session() as session:
+        return resolve(session, get_store(), name, viewer_id=viewer)
+
+
+def _not_found(name: str, param: str | None = None) -> Response:
+    return _error(
+        404, f"The model '{name}' does not exist; GET /v1/models lists them", "model_not_found", param
+    )
 
 
 def _usage(result: Result) -> dict[str, Any]:
