@@ -5,10 +5,15 @@ onto it on demand with peft's ``load_adapter`` and switched with ``set_adapter``
 ``max_adapters`` stay loaded (LRU), never counting out one that a reply under way still uses.
 Merged models load as plain models (an LRU of ``max_merged``).
 
-Replies on one base take turns a token at a time, in arrival order (a FIFO lock handed on
-between two forward passes), so two panes side by side stream together. Each turn first puts
-the base in its reply's state — that reply's adapter active, or every adapter layer disabled for
-the base alone — so outputs never mix: each reply equals what its model alone would say.
+Replies are batched (worker/serving/batching.py): on each base, the replies under way share
+one forward pass per decode step whatever adapter (or none) each uses, new ones join between two
+steps, and a long prompt is prefilled in chunks between them. With greedy decoding each reply
+equals what its model alone would say.
+
+``Engine(batching=False)`` keeps the engine before batching, for the benchmark: replies on one
+base take turns a token at a time, in arrival order (a FIFO lock handed on between two forward
+passes); each turn first puts the base in its reply's state (that reply's adapter active, or
+every adapter layer disabled for the base alone).
 """
 
 import hashlib
@@ -27,6 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from app.core.catalog import ServedModel
 from app.core.storage import get_store
+from worker.serving.batching import BASE, Batcher, Request
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +158,7 @@ class _Slot:
     peft: bool = False
     in_use: Counter[str] = field(default_factory=Counter)  # adapters of replies under way: kept loaded
     state: str | None = None  # whose state the base is in ("base" or an adapter); None: the default
+    batcher: Batcher | None = None
 
 
 def _folder(served: ServedModel) -> str:
@@ -170,8 +177,11 @@ def _adapter_name(served: ServedModel) -> str:
 
 
 class Engine:
-    def __init__(self, max_adapters: int = 8, max_merged: int = 2) -> None:
+    def __init__(
+        self, max_adapters: int = 8, max_merged: int = 2, *, batching: bool = True, prefill_chunk: int = 256
+    ) -> None:
         self.max_adapters, self.max_merged = max_adapters, max_merged
+        self.batching, self.prefill_chunk = batching, prefill_chunk
         self.cuda = torch.cuda.is_available()
         self.dtype = torch.bfloat16 if self.cuda and torch.cuda.is_bf16_supported() else torch.float32
         self._bases: dict[str, _Slot] = {}
@@ -212,6 +222,14 @@ class Engine:
 
     def _activate(self, slot: _Slot, served: ServedModel) -> None:
         """Make ``served``'s adapter the active one (loading it, evicting the least recent)."""
+        name = self._load_adapter(slot, served)
+        started = time.perf_counter()
+        if slot.model.active_adapter != name:  # set_adapter walks every LoRA layer
+            slot.model.set_adapter(name)
+        self.timings["switch_adapter_s"] = time.perf_counter() - started
+
+    def _load_adapter(self, slot: _Slot, served: ServedModel) -> str:
+        """``served``'s adapter loaded onto its base (the least recent evicted); its peft name."""
         from peft import PeftModel
 
         name = _adapter_name(served)
@@ -228,10 +246,7 @@ class Engine:
             slot.adapters[name] = served.id
             self.timings["load_adapter_s"] = time.perf_counter() - started
             self._evict(slot, keep=name)
-        started = time.perf_counter()
-        if slot.model.active_adapter != name:  # set_adapter walks every LoRA layer
-            slot.model.set_adapter(name)
-        self.timings["switch_adapter_s"] = time.perf_counter() - started
+        return name
 
     def _evict(self, slot: _Slot, keep: str | None = None) -> None:
         """Unload the least recently used adapters beyond ``max_adapters``, except those of replies
@@ -257,27 +272,100 @@ class Engine:
     ) -> Result:
         """Generate a reply to ``messages`` with ``served``; ``on_text`` gets each piece as it comes."""
         cancel = cancel or threading.Event()
-        with self._using(served) as (model, tokenizer, between_tokens):
-            return self._run(model, tokenizer, messages, sampling, cancel, on_text, between_tokens)
+        if not self.batching:
+            with self._using(served) as (model, tokenizer, between_tokens):
+                return self._run(model, tokenizer, messages, sampling, cancel, on_text, between_tokens)
+        slot, batcher = self._batcher(served)
+        prompt = slot.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"][0].tolist()
+        request = Request(
+            prompt=prompt,
+            adapter=None if served.kind in ("base", "merged") else _adapter_name(served),
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_new_tokens=sampling.max_new_tokens,
+            seed=sampling.seed,
+            cancel=cancel,
+            on_text=on_text,
+        )
+        request.served = served
+        batcher.submit(request)
+        self.stats["requests"] += 1
+        self.stats["cancelled"] += int(request.finish_reason == "cancelled")
+        self.stats["completion_tokens"] += len(request.generated)
+        return Result(
+            text=slot.tokenizer.decode(request.generated, skip_special_tokens=True),
+            prompt_tokens=len(prompt),
+            completion_tokens=len(request.generated),
+            finish_reason=request.finish_reason or "stop",
+            first_token_s=request.first_token_s,
+            total_s=time.perf_counter() - request.started,
+        )
+
+    def _batcher(self, served: ServedModel) -> tuple[_Slot, Batcher]:
+        """The slot that runs ``served`` and its batcher (made on first use)."""
+        slot = self._merged_slot(served) if served.kind == "merged" else self._base(served)
+        with self._loading:
+            if slot.batcher is None:
+
+                def admit(request: Request) -> None:  # on the batcher's thread, between passes
+                    if request.adapter is not None:
+                        self._load_adapter(slot, request.served)
+                        slot.in_use[request.adapter] += 1
+
+                def finish(request: Request) -> None:
+                    if request.adapter is not None:
+                        slot.in_use[request.adapter] -= 1
+                        slot.in_use += Counter()  # drop zero counts
+                        self._evict(slot)
+
+                slot.batcher = Batcher(
+                    served.base if served.kind != "merged" else served.id,
+                    lambda: slot.model,
+                    slot.tokenizer,
+                    prefill_chunk=self.prefill_chunk,
+                    on_admit=admit,
+                    on_finish=finish,
+                )
+            return slot, slot.batcher
 
     def choice_logprobs(
         self, served: ServedModel, messages: list[dict[str, str]], choices: list[str]
     ) -> list[tuple[float, int]]:
         """For each choice: the log-probability ``served`` gives it as the reply to ``messages``
         (summed over its tokens), and its number of tokens. No generation: one forward pass each."""
-        with self._using(served) as (model, tokenizer, _):
-            prompt = tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-            )["input_ids"]
-            scores = []
-            for choice in choices:
-                ids = tokenizer(choice, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
-                full = torch.cat([prompt, torch.tensor([ids])], dim=1).to(model.device)
-                with torch.inference_mode():
-                    logits = model(input_ids=full).logits[0, prompt.shape[1] - 1 : -1].float()
-                target = torch.tensor(ids, device=logits.device).unsqueeze(1)
-                scores.append((float(torch.log_softmax(logits, -1).gather(1, target).sum()), len(ids)))
-            return scores
+        if not self.batching:
+            with self._using(served) as (model, tokenizer, _):
+                return self._score(model, tokenizer, messages, choices, {})
+        slot, batcher = self._batcher(served)
+
+        def score() -> list[tuple[float, int]]:  # on the batcher's thread, between two passes
+            extra: dict[str, Any] = {}
+            if served.kind not in ("base", "merged"):
+                extra["adapter_names"] = [self._load_adapter(slot, served)]
+            elif slot.peft and served.kind == "base":
+                extra["adapter_names"] = [BASE]
+            return self._score(slot.model, slot.tokenizer, messages, choices, extra)
+
+        return list(batcher.call(score))
+
+    @staticmethod
+    def _score(
+        model: Any, tokenizer: Any, messages: list[dict[str, str]], choices: list[str], extra: dict[str, Any]
+    ) -> list[tuple[float, int]]:
+        prompt = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+        scores = []
+        for choice in choices:
+            ids = tokenizer(choice, add_special_tokens=False)["input_ids"] or [tokenizer.eos_token_id]
+            full = torch.cat([prompt, torch.tensor([ids])], dim=1).to(model.device)
+            with torch.inference_mode():
+                logits = model(input_ids=full, **extra).logits[0, prompt.shape[1] - 1 : -1].float()
+            target = torch.tensor(ids, device=logits.device).unsqueeze(1)
+            scores.append((float(torch.log_softmax(logits, -1).gather(1, target).sum()), len(ids)))
+        return scores
 
     @contextmanager
     def _using(self, served: ServedModel) -> Iterator[tuple[Any, Any, Callable[[], Any] | None]]:
