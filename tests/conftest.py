@@ -11,6 +11,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT") and "OMP_NUM_THREADS" not in os.e
     _per_worker = (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
     os.environ["OMP_NUM_THREADS"] = str(max(1, _per_worker))
 
+# The model servers tests start load models when first asked (tests/worker/serving/test_preload.py
+# shows the preloading a real install does), not the bundled SmolLM2 in every process.
+os.environ.setdefault("TUNEDECK_SERVE_PRELOAD", "")
+
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

@@ -3,13 +3,16 @@
 A batch is queued as a ``tunedeck.batch`` task when it is made (app/playground/batch.py). The
 worker that takes it claims it with one conditional UPDATE (queued → running, or running with a
 heartbeat older than ``STALE_AFTER``: its worker died), then asks the model server for each open
-cell, prompt by prompt, model by model, committing each answer and its heartbeat as it arrives;
+cell, ``CONCURRENCY`` at a time in prompt then model order, committing each answer and its
+heartbeat as it arrives;
 a restarted batch asks only what is still open. A short-lane worker sweeps for batches whose
 task never came or whose worker died.
 """
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -28,6 +31,7 @@ TIMEOUT = httpx.Timeout(10.0, read=600.0)
 STALE_AFTER = timedelta(seconds=60)  # a running batch not heard of for this long lost its worker
 SWEEP_SECONDS = 15.0
 QUEUED_TOO_LONG = timedelta(seconds=30)  # a queued batch not taken by then lost its task
+CONCURRENCY = 8  # cells asked at once: the model server batches concurrent replies
 
 
 class BatchCallFailed(RuntimeError):
@@ -68,21 +72,32 @@ def run_batch(batch_id: str) -> str:
         todo = _open_cells(session, batch)
         max_tokens, temperature = batch.max_tokens, batch.temperature
     status, error = BatchStatus.succeeded, None
-    try:
-        with httpx.Client(timeout=TIMEOUT) as http:
-            for index, model, prompt in todo:
-                output, latency = ask(
-                    http, model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature
-                )
-                with session_scope() as session:
-                    cell = session.get(BatchOutput, (batch_id, index, model))
-                    if cell is not None:
-                        cell.output, cell.latency_s = output, latency
-                    session.exec(
-                        update(BatchRun)
-                        .where(col(BatchRun.id) == batch_id)
-                        .values(progress=col(BatchRun.progress) + 1, heartbeat_at=utcnow())
-                    )
+    failed = threading.Event()
+
+    def answer(http: httpx.Client, index: int, model: str, prompt: str) -> None:
+        if failed.is_set():  # one cell failed the batch: ask nothing more
+            return
+        try:
+            output, latency = ask(
+                http, model=model, prompt=prompt, max_tokens=max_tokens, temperature=temperature
+            )
+        except Exception:
+            failed.set()
+            raise
+        with session_scope() as session:
+            cell = session.get(BatchOutput, (batch_id, index, model))
+            if cell is not None:
+                cell.output, cell.latency_s = output, latency
+            session.exec(
+                update(BatchRun)
+                .where(col(BatchRun.id) == batch_id)
+                .values(progress=col(BatchRun.progress) + 1, heartbeat_at=utcnow())
+            )
+
+    try:  # several cells at once, so the model server's batch fills (its replies share passes)
+        with httpx.Client(timeout=TIMEOUT) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
+            for done in [pool.submit(answer, http, *cell) for cell in todo]:
+                done.result()
     except Exception as exc:  # recorded on the batch: the page shows it
         log.warning("batch %s failed: %s", batch_id, exc)
         status, error = BatchStatus.failed, str(exc)[:2000]

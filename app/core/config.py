@@ -101,6 +101,16 @@ class Settings(BaseSettings):
     )
     serve_max_adapters: int = Field(8, ge=1, le=256, description="Adapters kept loaded per base model (LRU)")
     serve_max_merged: int = Field(2, ge=1, le=16, description="Merged models kept loaded (LRU)")
+    serve_preload: str = Field(
+        "default",
+        description=(
+            "Models the model server loads as it starts, before any request, comma-separated: "
+            "'default' is default_base_model if it is registered; '' loads nothing until asked"
+        ),
+    )
+    serve_batching: bool = Field(
+        True, description="Batch concurrent replies on one model in one forward pass (False: take turns)"
+    )
     fault_injection: str | None = Field(
         None, description="For fault tests only, e.g. 'oom_at_step=2,step_delay=0.1' (see app/faults.py)"
     )

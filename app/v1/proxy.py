@@ -108,3 +108,13 @@ async def model(request: Request, name: str, user: CurrentUser) -> Response:
 @router.post("/chat/completions", summary="Chat with any servable model (OpenAI shape; `stream` supported)")
 async def chat(request: Request, user: CurrentUser) -> Response:
     return await _pass(request, "chat/completions", user)
+
+
+@router.get(
+    "/tunedeck/models/{name:path}/state",
+    summary="tunedeck's: whether a model answers at once (ready), or loads its weights first (cold, loading)",
+)
+async def model_state(request: Request, name: str, user: CurrentUser) -> Response:
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return _not_found(name)
+    return await _pass(request, "tunedeck/models/" + quote(name, safe=":@") + "/state", user)

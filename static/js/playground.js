@@ -127,6 +127,7 @@
       this.tps.textContent = "—";
       this.el.dataset.deltas = "0";
       this.setState("streaming", "waiting…");
+      this.sayIfLoading(body.model);
       const started = performance.now();
       let first = null;
       let text = "";
@@ -148,6 +149,7 @@
           const content = choice && choice.delta && choice.delta.content;
           if (content) {
             if (first === null) {
+              delete this.el.dataset.loading;
               first = performance.now();
               this.ttft.textContent = seconds((first - started) / 1000);
               this.setState("streaming", "streaming…");
@@ -176,6 +178,21 @@
       }
       this.setState(outcome, { done: "", stopped: "stopped", error: "failed" }[outcome]);
       return outcome;
+    }
+
+    // A model whose weights are not in memory yet takes seconds to its first token: say so.
+    async sayIfLoading(model) {
+      try {
+        const answer = await fetch(`/v1/tunedeck/models/${encodeURIComponent(model)}/state`);
+        if (!answer.ok) return;
+        const { state } = await answer.json();
+        if (state !== "ready" && this.el.dataset.state === "streaming" && this.state.textContent === "waiting…") {
+          this.el.dataset.loading = "true";
+          this.state.textContent = "loading model… (its first reply loads the weights)";
+        }
+      } catch (err) {
+        // no state to show: the reply says the rest
+      }
     }
 
     // A reply of only spaces and newlines would be an empty-looking bubble: say what it holds.

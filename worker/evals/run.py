@@ -3,7 +3,7 @@
 A run is queued as a ``tunedeck.eval`` task when it is made (app/evals/service.py). The worker
 that takes it claims it with one conditional UPDATE (queued → in_progress, or in_progress with a
 heartbeat older than ``stale_after()``: its worker died), then answers the items not graded yet —
-several at once, so the model server can batch them — and grades each answer as it comes. Each
+several at once, so the model server batches them — and grades each answer as it comes. Each
 graded item is committed with the run's counts and heartbeat, so a restarted run goes on from
 the last graded item. A cancelled run stops at its next item. A short-lane worker sweeps for
 runs whose task never came or whose worker died.
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 TIMEOUT = httpx.Timeout(10.0, read=600.0)
 QUEUED_TOO_LONG = timedelta(seconds=30)
 SWEEP_SECONDS = 15.0
-CONCURRENCY = 4  # items asked at once: the model server batches concurrent requests
+CONCURRENCY = 8  # items asked at once: the model server batches concurrent replies in one pass
 DEFAULT_MAX_TOKENS = 256
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 

@@ -3,10 +3,12 @@
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
@@ -24,6 +26,8 @@ from app.core.storage import get_store
 from app.core.tables import Role
 from worker.serving import ops
 from worker.serving.engine import Engine, Result, Sampling
+
+log = logging.getLogger(__name__)
 
 
 class ChatMessage(BaseModel):
@@ -111,8 +115,10 @@ def _model_entry(model: ServedModel) -> dict[str, Any]:
 
 def create_app(engine: Engine | None = None) -> FastAPI:
     settings = get_settings()
-    engine = engine or Engine(settings.serve_max_adapters, settings.serve_max_merged)
-    app = FastAPI(title="tunedeck model server", version="1")
+    engine = engine or Engine(
+        settings.serve_max_adapters, settings.serve_max_merged, batching=settings.serve_batching
+    )
+    app = FastAPI(title="tunedeck model server", version="1", lifespan=_preloading(engine))
     app.state.engine = engine
     app.add_middleware(SecurityHeaders)  # nosniff and no framing here too
     metrics = ops.install(app, engine)  # /metrics, /livez, /readyz
@@ -135,7 +141,16 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         key or the web app's internal token."""
         if "authorization" not in request.headers or viewer_of(request) is not None:
             return {"status": "ok"}
-        return {"status": "ok", "loaded": engine.loaded(), "stats": engine.stats}
+        return {"status": "ok", "loaded": engine.loaded(), "loading": engine.loading(), "stats": engine.stats}
+
+    @app.get("/v1/tunedeck/models/{name:path}/state")
+    def model_state(name: str, request: Request) -> Response:
+        """tunedeck's: whether ``name`` answers at once ("ready") or its weights load first ("loading"
+        under way, "cold" not started), so a pane can say so instead of waiting silently."""
+        model = _served(request, name)
+        if model is None:
+            return _not_found(name)
+        return JSONResponse({"model": name, "state": engine.state(model)})
 
     @app.get("/v1/models")
     def list_models(request: Request) -> dict[str, Any]:
@@ -196,6 +211,40 @@ def create_app(engine: Engine | None = None) -> FastAPI:
         )
 
     return app
+
+
+def _preloading(engine: Engine) -> Any:
+    """A lifespan that loads ``serve_preload``'s models in the background as the server starts (it
+    answers meanwhile; a request for one of them waits for the load under way, not a second one)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        names = _preload_names()
+        if names:
+            threading.Thread(target=_preload, args=(engine, names), name="preload", daemon=True).start()
+        yield
+
+    return lifespan
+
+
+def _preload_names() -> list[str]:
+    settings = get_settings()
+    names = [n.strip() for n in settings.serve_preload.split(",") if n.strip()]
+    return [settings.default_base_model if n == "default" else n for n in names]
+
+
+def _preload(engine: Engine, names: list[str]) -> None:
+    for name in names:
+        with read_session() as session:
+            model = resolve(session, get_store(), name)
+        if model is None:
+            log.info("preload: %s is not registered; it loads when first asked for", name)
+            continue
+        try:
+            engine.preload(model)
+            log.info("preloaded %s", name)
+        except Exception:
+            log.exception("preload of %s failed; it loads when first asked for", name)
 
 
 def _served(request: Request, name: str) -> ServedModel | None:

@@ -187,6 +187,7 @@ class Engine:
         self._bases: dict[str, _Slot] = {}
         self._merged: OrderedDict[str, _Slot] = OrderedDict()
         self._loading = threading.Lock()
+        self._loading_now: set[str] = set()  # bases and merged models whose weights are loading
         self.timings: dict[str, float] = {}  # what the last loads took (for the benchmark)
         self.stats = {"requests": 0, "cancelled": 0, "completion_tokens": 0}
 
@@ -207,7 +208,11 @@ class Engine:
         with self._loading:
             if served.base not in self._bases:
                 log.info("loading base model %s", served.base)
-                self._bases[served.base] = self._load(served.base_path, served.trust_remote_code)
+                self._loading_now.add(served.base)
+                try:
+                    self._bases[served.base] = self._load(served.base_path, served.trust_remote_code)
+                finally:
+                    self._loading_now.discard(served.base)
             return self._bases[served.base]
 
     def _merged_slot(self, served: ServedModel) -> _Slot:
@@ -215,7 +220,11 @@ class Engine:
             if served.id in self._merged:
                 self._merged.move_to_end(served.id)
             else:
-                self._merged[served.id] = self._load(_folder(served), served.trust_remote_code)
+                self._loading_now.add(served.id)
+                try:
+                    self._merged[served.id] = self._load(_folder(served), served.trust_remote_code)
+                finally:
+                    self._loading_now.discard(served.id)
                 while len(self._merged) > self.max_merged:
                     self._merged.popitem(last=False)
             return self._merged[served.id]
@@ -255,6 +264,26 @@ class Engine:
         for evicted in idle[: max(0, len(slot.adapters) - self.max_adapters)]:
             del slot.adapters[evicted]
             slot.model.delete_adapter(evicted)
+
+    def preload(self, served: ServedModel) -> None:
+        """Load ``served``'s weights now (a base, or a merged model), before anyone asks."""
+        if self.batching:
+            self._batcher(served)
+        elif served.kind == "merged":
+            self._merged_slot(served)
+        else:
+            self._base(served)
+
+    def loading(self) -> list[str]:
+        return sorted(self._loading_now)
+
+    def state(self, served: ServedModel) -> str:
+        """ "ready" when ``served``'s weights are in memory (an adapter loads in a moment on its
+        base), "loading" while they load, "cold" when the next request loads them first."""
+        key = served.id if served.kind == "merged" else served.base
+        if key in self._loading_now:
+            return "loading"
+        return "ready" if key in (self._merged if served.kind == "merged" else self._bases) else "cold"
 
     def loaded(self) -> dict[str, list[str]]:
         """What is in memory: base → its loaded adapters (most recent last), and merged models."""
