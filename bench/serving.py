@@ -1,5 +1,15 @@
 """Model serving, measured side by side in one run with the model server's own engine
-(worker/serving/engine.py) on SmolLM2-135M-Instruct:
+(worker/serving/engine.py) on SmolLM2-135M-Instruct: today's batching engine against the engine
+before it (``Engine(batching=False)``: replies on one base take turns a token at a time).
+
+A. aggregate tokens/s with 1, 4, 8 and 16 concurrent requests over 1, 4 and 16 adapters (all
+   loaded), batched vs taking turns;
+B. time to first token of a request that arrives while 8 others stream, against one prefill (a
+   lone request's first token) plus one decode step of the batch;
+C. a batch compare of 50 prompts x 2 models as the short lane runs it now (8 cells at once on the
+   batching engine) vs before (one cell after another, taking turns);
+
+and, on the engine before batching (the switch timings are its own):
 
 1. switching to an adapter already in memory (peft ``set_adapter``) vs loading the base and the
    adapter afresh for the request (what a server without hot-swapping does);
@@ -12,6 +22,7 @@
 
     .venv/bin/python bench/serving.py                 # CPU here; CUDA when present
     .venv/bin/python bench/serving.py --tokens 64 --requests 32
+    .venv/bin/python bench/serving.py --only batching   # A-C only
 
 Adapters are random LoRA weights (r=8 on the attention projections, B not zero so they change
 the output): serving cost does not depend on what they learned.
@@ -81,6 +92,128 @@ def served(name: str, kind: str, base: Path, path: Path) -> ServedModel:
     return ServedModel(name, kind, "base", str(base), str(path), datetime.now(UTC))  # type: ignore[arg-type]
 
 
+def concurrent_rate(
+    engine: Engine, models: list[ServedModel], concurrency: int, requests: int, tokens: int
+) -> float:
+    """Aggregate generated tokens/s with ``concurrency`` requests in flight (cycling over ``models``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sampling = Sampling(temperature=0, max_new_tokens=tokens)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        done = list(
+            pool.map(lambda i: engine.generate(models[i % len(models)], PROMPT, sampling), range(requests))
+        )
+    return sum(r.completion_tokens for r in done) / (time.perf_counter() - started)
+
+
+def first_token_while_busy(engine: Engine, models: list[ServedModel], tokens: int) -> float:
+    """The first-token time of a request sent while 8 others stream (their replies under way)."""
+    import threading
+
+    long = Sampling(temperature=0, max_new_tokens=tokens * 4)
+    streaming = [0] * 8
+    threads = []
+    for i in range(8):
+
+        def count(piece: str, i: int = i) -> None:
+            streaming[i] += 1
+
+        threads.append(
+            threading.Thread(
+                target=engine.generate, args=(models[i % len(models)], PROMPT, long, None, count)
+            )
+        )
+    for thread in threads:
+        thread.start()
+    while min(streaming) < 2:  # all eight streaming
+        time.sleep(0.005)
+    result = engine.generate(models[0], PROMPT, Sampling(temperature=0, max_new_tokens=4))
+    for thread in threads:
+        thread.join()
+    return result.first_token_s or 0.0
+
+
+def batch_compare_seconds(
+    engine: Engine, models: list[ServedModel], prompts: int, tokens: int, concurrency: int
+) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
+    cells = [(p, m) for p in range(prompts) for m in models]
+    sampling = Sampling(temperature=0, max_new_tokens=tokens)
+
+    def answer(cell: tuple[int, ServedModel]) -> None:
+        prompt, model = cell
+        engine.generate(
+            model, [{"role": "user", "content": f"Question {prompt}: what is {prompt} plus 1?"}], sampling
+        )
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(answer, cells))
+    return time.perf_counter() - started
+
+
+def batching_sections(args: argparse.Namespace, lora: list[ServedModel], base_model: ServedModel) -> None:
+    batched, turns = Engine(max_adapters=16), Engine(max_adapters=16, batching=False)
+    for engine in (batched, turns):  # every adapter loaded once: the table measures serving, not loading
+        for model in lora:
+            engine.generate(model, PROMPT, Sampling(temperature=0, max_new_tokens=1))
+    print(f"A. aggregate tokens/s, {args.tokens} new tokens a request (batched | taking turns | ratio)")
+    print(
+        "   concurrent   "
+        + "".join(f"{n:>2} adapter{'s' if n > 1 else ' '}                 " for n in (1, 4, 16))
+    )
+    table: dict[tuple[int, int], float] = {}
+    before: dict[tuple[int, int], float] = {}
+    for concurrency in (1, 4, 8, 16):
+        row = f"   {concurrency:<10}"
+        for n in (1, 4, 16):
+            requests = max(args.requests // 2, concurrency)
+            fast = concurrent_rate(batched, lora[:n], concurrency, requests, args.tokens)
+            slow = concurrent_rate(turns, lora[:n], concurrency, requests, args.tokens)
+            table[(concurrency, n)], before[(concurrency, n)] = fast, slow
+            row += f"   {fast:6.1f} | {slow:6.1f} | {fast / slow:4.2f}x"
+        print(row)
+    print(f"   → at 8 concurrent over 1 adapter: {table[(8, 1)] / before[(8, 1)]:.2f}x taking turns")
+    print(
+        f"   → 16 adapters vs 1: {table[(8, 16)] / table[(8, 1)]:.2f} at 8 concurrent, "
+        f"{table[(16, 16)] / table[(16, 1)]:.2f} at 16\n"
+    )
+
+    lone = statistics.median(
+        batched.generate(lora[0], PROMPT, Sampling(temperature=0, max_new_tokens=1)).first_token_s or 0.0
+        for _ in range(args.repeats)
+    )
+    batcher = batched._bases["base"].batcher
+    assert batcher is not None
+    steps_before, started = batcher.steps, time.perf_counter()
+    concurrent_rate(batched, lora[:8], 8, 8, args.tokens)
+    step = (time.perf_counter() - started) / max(1, batcher.steps - steps_before)
+    busy_fast = statistics.median(
+        first_token_while_busy(batched, lora, args.tokens) for _ in range(args.repeats)
+    )
+    busy_slow = statistics.median(
+        first_token_while_busy(turns, lora, args.tokens) for _ in range(args.repeats)
+    )
+    print("B. first token of a request that arrives while 8 others stream (median)")
+    print(f"   one prefill (a lone request's first token)   {lone * 1000:9.0f} ms")
+    print(f"   one decode step of the 8-row batch           {step * 1000:9.0f} ms")
+    print(
+        f"   batched                                      {busy_fast * 1000:9.0f} ms"
+        f"  (target ≤ {(lone + step) * 1000:.0f} ms)"
+    )
+    print(f"   taking turns                                 {busy_slow * 1000:9.0f} ms\n")
+
+    pair = [base_model, lora[0]]
+    now = batch_compare_seconds(batched, pair, args.prompts, args.tokens, concurrency=8)
+    before = batch_compare_seconds(turns, pair, args.prompts, args.tokens, concurrency=1)
+    print(f"C. batch compare, {args.prompts} prompts x 2 models, {args.tokens} new tokens")
+    print(f"   now (8 cells at once, batched)              {now:9.1f} s")
+    print(f"   before (one cell after another, turns)      {before:9.1f} s")
+    print(f"   → {before / now:.2f}x faster\n")
+
+
 def fresh_load_seconds(base: Path, adapter: Path) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -137,6 +270,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32, help="new tokens per request")
     parser.add_argument("--requests", type=int, default=32, help="requests per adapter-count row")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--prompts", type=int, default=50, help="prompts of the batch compare (C)")
+    parser.add_argument("--only", choices=["batching", "switching"], default=None)
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     device = (
@@ -151,9 +286,14 @@ def main() -> None:
         adapters = make_adapters(args.model, folder, 16)
         merged = merged_copy(args.model, adapters[0], folder)
         lora = [served(f"base:a{i}", "adapter", args.model, p) for i, p in enumerate(adapters)]
+        base_model = served("base", "base", args.model, args.model)
+        if args.only != "switching":
+            batching_sections(args, lora, base_model)
+        if args.only == "batching":
+            return
 
-        # 1. switch vs fresh load
-        engine = Engine(max_adapters=16)
+        # 1. switch vs fresh load (the engine before batching: the only one that switches)
+        engine = Engine(max_adapters=16, batching=False)
         engine.generate(
             lora[0], PROMPT, Sampling(temperature=0, max_new_tokens=1)
         )  # base + adapter 0 in memory
@@ -181,7 +321,6 @@ def main() -> None:
 
         # 2. one adapter active vs merged
         merged_model = served("base:a0:merged", "merged", args.model, merged)
-        base_model = served("base", "base", args.model, args.model)
         engine.generate(merged_model, PROMPT, Sampling(temperature=0, max_new_tokens=1))
         adapter_rate = decode_rate(engine, lora[0], args.tokens, args.repeats)
         merged_rate = decode_rate(engine, merged_model, args.tokens, args.repeats)
@@ -196,8 +335,8 @@ def main() -> None:
         print(f"3. throughput with N adapters in use ({args.requests} requests cycling through them)")
         print("   N     LRU 16 (all loaded)   LRU 4")
         for n in (1, 4, 16):
-            roomy = Engine(max_adapters=16)
-            tight = Engine(max_adapters=4)
+            roomy = Engine(max_adapters=16, batching=False)
+            tight = Engine(max_adapters=4, batching=False)
             for warm in (roomy, tight):
                 warm.generate(lora[0], PROMPT, Sampling(temperature=0, max_new_tokens=1))
             for i in range(n):  # load them once (the roomy engine keeps them)

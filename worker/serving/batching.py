@@ -191,8 +191,16 @@ class Batcher:
                 item()
 
     def _adapters(self, requests: list[Request]) -> dict[str, Any]:
+        """How to run these rows: rows all of one adapter run it as the active one (the plain LoRA
+        forward); a mix, or the base alone, names each row's adapter (peft's mixed batch)."""
         model = self.model_of()
         if not hasattr(model, "peft_config"):
+            return {}
+        names = {r.adapter for r in requests}
+        if len(names) == 1 and None not in names:
+            (name,) = names
+            if model.active_adapter != name:
+                model.set_adapter(name)  # walks every LoRA layer: only when a run of rows changes it
             return {}
         return {"adapter_names": [r.adapter or BASE for r in requests]}
 
