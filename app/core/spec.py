@@ -100,8 +100,10 @@ class TrainingSpec(BaseModel):
         description="Stop after N evaluations without a better validation loss; keep the best",
     )
     # Memory and precision
-    gradient_checkpointing: bool = Field(
-        True, description="Recompute activations in the backward pass: less memory, ~30% slower"
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Recompute activations in the backward pass: less memory, ~30% slower; "
+        "auto: only when the job would not fit the worker's memory without it",
     )
     quantization: Literal["none", "8bit", "4bit"] = Field(
         "none", description="Load the frozen base in 4-bit (QLoRA) or 8-bit via bitsandbytes"

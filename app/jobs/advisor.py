@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from statistics import fmean
 
 from app.basemodels.inspect import LinearLayer, ModelInfo
+from app.core.memory import activation_bytes
 from app.core.spec import TrainingSpec
 from app.datasets.service import TokenStats
 
@@ -268,8 +269,13 @@ def memory_bytes(spec: TrainingSpec, info: ModelInfo, trainable: int, seq_len: i
         spec.quantization, dtype_bytes
     )
     tokens = spec.batch_size * seq_len
-    per_layer_token = (2 if spec.gradient_checkpointing else 34) * info.hidden_size
-    activations = tokens * per_layer_token * max(info.num_layers, 1) + tokens * info.vocab_size * 4 * 2
+    activations = activation_bytes(
+        tokens=tokens,
+        hidden_size=info.hidden_size,
+        num_layers=info.num_layers,
+        vocab_size=info.vocab_size,
+        checkpointing=spec.gradient_checkpointing is True,  # auto: off unless the worker lacks room
+    )
     budget = {
         "weights": int(linear * per_linear + rest * dtype_bytes),
         "adapter": trainable * 4,
@@ -278,6 +284,15 @@ def memory_bytes(spec: TrainingSpec, info: ModelInfo, trainable: int, seq_len: i
         "activations": int(activations),
     }
     budget["total"] = sum(budget.values())
+    if spec.gradient_checkpointing == "auto":  # what the worker turns it on to fit
+        checkpointed = activation_bytes(
+            tokens=tokens,
+            hidden_size=info.hidden_size,
+            num_layers=info.num_layers,
+            vocab_size=info.vocab_size,
+            checkpointing=True,
+        )
+        budget["total_checkpointed"] = budget["total"] - budget["activations"] + checkpointed
     return budget
 
 

@@ -70,19 +70,20 @@ def _gib(size: float) -> str:
 def memory_check(*, session: Session, spec: TrainingSpec, budget: dict[str, int]) -> Check | None:
     """An error when workers are known and none advertises the memory the job needs."""
     biggest = largest_worker(session=session)
-    need = budget.get("total", 0)
+    need = budget.get("total_checkpointed", budget.get("total", 0))  # auto turns checkpointing on to fit
     if biggest is None or biggest.device_memory_gib is None or need <= biggest.device_memory_gib * GIB:
         return None
-    rest = need - budget.get("weights", 0) - budget.get("activations", 0)
+    activations = budget.get("activations", 0) - budget.get("total", 0) + need
+    rest = need - budget.get("weights", 0) - activations
     remedies = ["quantization 4bit"] if spec.quantization != "4bit" else []
     remedies.append("a smaller batch_size or max_seq_length")
-    if not spec.gradient_checkpointing:
+    if spec.gradient_checkpointing is False:
         remedies.append("gradient checkpointing")
     *first, last = remedies
     tried = f"{', '.join(first)}{',' if len(first) > 1 else ''} or {last}" if first else last
     message = (
         f"this job needs about {_gib(need)} GiB (model {_gib(budget.get('weights', 0))}, activations "
-        f"{_gib(budget.get('activations', 0))}, adapter and optimizer {_gib(rest)}); the largest worker "
+        f"{_gib(activations)}, adapter and optimizer {_gib(rest)}); the largest worker "
         f"({biggest.name}) has {biggest.device_memory_gib:.2f} GiB — try {tried}"
     )
     return Check("error", "no_worker_fits", message, None)

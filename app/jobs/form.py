@@ -82,6 +82,10 @@ def _field(name: str, values: dict[str, Any]) -> FormField:
     args = typing.get_args(annotation)
     if annotation is bool:
         return FormField(name, "checkbox", bool(value), help_text)
+    if bool in args:  # on, off or a word such as auto (pydantic reads "on" and "off" as booleans)
+        words = tuple(w for a in args if typing.get_origin(a) is typing.Literal for w in typing.get_args(a))
+        shown = {True: "on", False: "off", "true": "on", "false": "off"}.get(value, value)
+        return FormField(name, "select", shown, help_text, choices=(*words, "on", "off"))
     literal = next((a for a in (annotation, *args) if typing.get_origin(a) is typing.Literal), None)
     if literal is not None:
         return FormField(name, "select", value, help_text, choices=typing.get_args(literal))

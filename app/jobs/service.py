@@ -116,7 +116,9 @@ def create_job(
         owner=owner[1] if owner else None,
         private=private or bool(on_private_data),
         priority=priority,
-        memory_estimate_bytes=estimates.memory_bytes.get("total"),
+        memory_estimate_bytes=estimates.memory_bytes.get(
+            "total_checkpointed", estimates.memory_bytes.get("total")
+        ),
         evals=eval_ids,
     )
     session.add(job)

@@ -55,7 +55,7 @@ def test_start_watch_cancel_filter_and_compare_in_the_browser(browser: Any, embe
     page.fill("#f-suffix", "browser-a")
     for name, value in FORM.items():
         page.fill(f"#f-{name}", value)
-    page.uncheck("#f-gradient_checkpointing")
+    page.select_option("#f-gradient_checkpointing", "off")
     page.click(".actions button.primary:has-text('Start fine-tuning')")
     page.wait_for_url(re.compile(r".*/jobs/ftjob-[0-9a-f]+$"))
     first = page.url.rsplit("/", 1)[1]

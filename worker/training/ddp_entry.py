@@ -33,7 +33,7 @@ from app.core.tables import BaseModelRecord, Job
 from worker.training import ddp
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.monitor import Alert
-from worker.training.pipeline import ModelLoadError, TrainOutcome
+from worker.training.pipeline import ModelLoadError, TrainOutcome, resolve_checkpointing
 from worker.training.reporting import FencedOff, JobCancelled, JobReporter
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,9 @@ def train_rank(
         base = session.get(BaseModelRecord, job.model)
     if base is None:
         raise ModelLoadError(f"base model {job.model!r} is no longer registered")
-    spec = TrainingSpec.model_validate(job.hyperparameters)
+    spec = resolve_checkpointing(
+        TrainingSpec.model_validate(job.hyperparameters), base.path
+    )  # each rank alike
     train_rows, validation_rows = load_job_rows(store, job)
     if ddp.is_main_process():
         reporter: JobReporter = JobReporter(job_id, fence)

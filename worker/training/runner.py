@@ -23,7 +23,7 @@ from worker.beacon import advertised_memory_gib
 from worker.heartbeat import Heartbeat
 from worker.training.data import TrainingDataError, load_job_rows
 from worker.training.ddp_entry import NotEnoughDevices, train_distributed
-from worker.training.pipeline import ModelLoadError, TrainOutcome
+from worker.training.pipeline import ModelLoadError, TrainOutcome, resolve_checkpointing
 from worker.training.registry import TRAINERS
 from worker.training.reporting import FencedOff, JobCancelled, JobReporter
 
@@ -167,6 +167,7 @@ def _run(job_id: str, reporter: JobReporter) -> str:
         raise ModelLoadError(f"base model {job.model!r} is no longer registered")
     spec = TrainingSpec.model_validate(job.hyperparameters)
     reporter.event(f"Validating training data for task {spec.task_type}")
+    spec = resolve_checkpointing(spec, base.path, reporter)
     pause("validate_delay")
     train_rows, validation_rows = load_job_rows(store, job)
     reporter.event(f"{len(train_rows)} training rows, {len(validation_rows)} validation rows")
