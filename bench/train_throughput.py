@@ -3,6 +3,11 @@ defaults vs tunedeck's pipeline, on the same data, model and hyperparameters.
 
     .venv/bin/python bench/train_throughput.py                 # SmolLM2-135M on CPU, 64 rows
     .venv/bin/python bench/train_throughput.py --rows 128 --model /path/to/local/model
+    .venv/bin/python bench/train_throughput.py --rows-file alpaca.jsonl   # real rows' lengths
+
+Rows are a synthetic log-normal length mix by default; ``--rows-file`` reads instruction rows
+(``instruction``, ``input``, ``output``, as alpaca publishes them; or ``messages``) and takes the
+first ``--rows`` + ``--eval-rows`` of them.
 
 (a) seed recipe as written: every row padded to max_length 1024, loss on the whole text;
 (b) SFTTrainer with its defaults: prompt-completion rows, random batches padded to the longest;
@@ -74,6 +79,30 @@ def make_rows(n: int, seed: int, tokenizer: Any) -> list[dict[str, str]]:
                 "output": " ".join(words[cut:]),
             }
         )
+    return rows
+
+
+def read_rows(path: Path, n: int) -> list[dict[str, str]]:
+    """The first ``n`` usable rows of a JSONL of instruction rows (alpaca's fields, or one user and
+    one assistant message), as instruction / input / output."""
+    rows: list[dict[str, str]] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if len(rows) == n:
+            break
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if "messages" in row:
+            users = [m["content"] for m in row["messages"] if m.get("role") == "user"]
+            answers = [m["content"] for m in row["messages"] if m.get("role") == "assistant"]
+            if users and answers:
+                rows.append({"instruction": users[0], "input": "", "output": answers[-1]})
+        elif row.get("instruction") and row.get("output"):
+            rows.append(
+                {"instruction": row["instruction"], "input": row.get("input") or "", "output": row["output"]}
+            )
+    if len(rows) < n:
+        sys.exit(f"{path} has {len(rows)} usable rows; {n} are needed (--rows + --eval-rows)")
     return rows
 
 
@@ -209,6 +238,9 @@ def main() -> None:
     parser.add_argument("--eval-rows", type=int, default=24)
     parser.add_argument("--model", default=None, help="a local model folder (default: the converted SmolLM2)")
     parser.add_argument("--variants", default="a,b,c")
+    parser.add_argument(
+        "--rows-file", default=None, help="a JSONL of instruction rows to train on (real lengths)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,7 +252,10 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model)
-    rows = make_rows(args.rows + args.eval_rows, seed=7, tokenizer=tokenizer)
+    if args.rows_file:
+        rows = read_rows(Path(args.rows_file), args.rows + args.eval_rows)
+    else:
+        rows = make_rows(args.rows + args.eval_rows, seed=7, tokenizer=tokenizer)
     lengths = sorted(
         len(
             tokenizer.apply_chat_template(

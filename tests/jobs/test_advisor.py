@@ -140,7 +140,16 @@ def test_estimates(client: TestClient, tiny_model: str, tiny_model_dir: Path) ->
     assert estimates["tokens"] > 90 * 3 * 20
     assert estimates["seconds"] is None and "speed is unknown" in estimates["seconds_basis"]
     memory = estimates["memory_bytes"]
-    assert memory["total"] == sum(v for k, v in memory.items() if k != "total") > 0
+    parts = {k: v for k, v in memory.items() if not k.startswith("total")}
+    assert memory["total"] == sum(parts.values()) > 0
+    # gradient_checkpointing auto: the budget the worker falls back to where room is short
+    assert 0 < memory["total_checkpointed"] < memory["total"]
+    hp = {"batch_size": 4, "gradient_accumulation_steps": 2, "n_epochs": 3, "max_seq_length": 512}
+    on = advice(client, tiny_model, file_id, gradient_checkpointing=True, **hp)["estimates"]
+    assert (
+        on["memory_bytes"]["total"] == memory["total_checkpointed"]
+        and "total_checkpointed" not in on["memory_bytes"]
+    )
     four_bit = advice(client, tiny_model, file_id, quantization="4bit", max_seq_length=512)["estimates"][
         "memory_bytes"
     ]
