@@ -6,7 +6,8 @@ A. aggregate tokens/s with 1, 4, 8 and 16 concurrent requests over 1, 4 and 16 a
    loaded), batched vs taking turns;
 B. time to first token of a request that arrives while 8 others stream, against one prefill (a
    lone request's first token) plus one decode step of the batch;
-C. a batch compare of 50 prompts x 2 models as the short lane runs it now (8 cells at once on the
+C. a batch of rows over 8 adapters: our grouped low-rank matmul vs peft's per-adapter loop;
+D. a batch compare of 50 prompts x 2 models as the short lane runs it now (8 cells at once on the
    batching engine) vs before (one cell after another, taking turns);
 
 and, on the engine before batching (the switch timings are its own):
@@ -205,10 +206,23 @@ def batching_sections(args: argparse.Namespace, lora: list[ServedModel], base_mo
     )
     print(f"   taking turns                                 {busy_slow * 1000:9.0f} ms\n")
 
+    from worker.serving import grouped
+
+    print("C. rows of 8 different adapters in one batch: the LoRA update per layer (aggregate tokens/s)")
+    for label, on in (
+        ("grouped: two matmuls per layer (ours)", True),
+        ("peft's loop over the adapters", False),
+    ):
+        grouped.enabled = on
+        rate = concurrent_rate(batched, lora[:8], 8, max(args.requests // 2, 8), args.tokens)
+        print(f"   {label:<44} {rate:7.1f}")
+    grouped.enabled = True
+    print()
+
     pair = [base_model, lora[0]]
     now = batch_compare_seconds(batched, pair, args.prompts, args.tokens, concurrency=8)
     before = batch_compare_seconds(turns, pair, args.prompts, args.tokens, concurrency=1)
-    print(f"C. batch compare, {args.prompts} prompts x 2 models, {args.tokens} new tokens")
+    print(f"D. batch compare, {args.prompts} prompts x 2 models, {args.tokens} new tokens")
     print(f"   now (8 cells at once, batched)              {now:9.1f} s")
     print(f"   before (one cell after another, turns)      {before:9.1f} s")
     print(f"   → {before / now:.2f}x faster\n")

@@ -123,6 +123,7 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         load_tokenizer,
         lora_config,
         pick_device,
+        resolve_checkpointing,
         sft_config,
     )
 
@@ -136,6 +137,10 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         quantization="4bit" if cuda else "none",
         logging_steps=1000,
     )
+    if variant == "c":  # gradient_checkpointing auto, made on or off for this machine as the worker does
+        spec = resolve_checkpointing(spec, model_path)
+    else:  # as before auto: (a) the seed's gradient checkpointing, (b) the 4-bit preparation's
+        spec = spec.model_copy(update={"gradient_checkpointing": True})
     device = pick_device("auto")
     tokenizer = load_tokenizer(model_path)
     model = load_model(model_path, spec, device)
@@ -175,8 +180,14 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         args = sft_config(spec, output_dir=out, device=device, seed=1, has_eval=False)
         args.save_strategy, args.logging_steps = "no", 1000
     trainer_class = TunedeckSFTTrainer if variant == "c" else SFTTrainer  # (c): length-bucketed batches
+    extra = {"padding_free": device.varlen_attention} if variant == "c" else {}
     trainer = trainer_class(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+        **extra,
     )
     real_tokens = sum(min(len(ids), MAX_LENGTH) for ids in trainer.train_dataset["input_ids"])
     if cuda:

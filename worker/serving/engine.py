@@ -32,6 +32,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from app.core.catalog import ServedModel
 from app.core.storage import get_store
+from worker.serving import grouped
 from worker.serving.batching import BASE, Batcher, Request
 
 log = logging.getLogger(__name__)
@@ -264,6 +265,7 @@ class Engine:
         for evicted in idle[: max(0, len(slot.adapters) - self.max_adapters)]:
             del slot.adapters[evicted]
             slot.model.delete_adapter(evicted)
+            grouped.forget(slot.model)
 
     def preload(self, served: ServedModel) -> None:
         """Load ``served``'s weights now (a base, or a merged model), before anyone asks."""
@@ -349,6 +351,7 @@ class Engine:
                         slot.in_use += Counter()  # drop zero counts
                         self._evict(slot)
 
+                grouped.install()  # rows of several adapters: two matmuls per LoRA layer
                 slot.batcher = Batcher(
                     served.base if served.kind != "merged" else served.id,
                     lambda: slot.model,
