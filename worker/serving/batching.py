@@ -157,18 +157,24 @@ class Batcher:
             self._wake.wait()
         self._wake.clear()
         self._take_inbox()
-        try:
-            budget = self.prefill_chunk  # prompt tokens per turn, over as many requests as fit
-            while budget > 0 and self._prefilling and self._may_start(self._prefilling[0]):
-                budget -= self._prefill_step(self._prefilling[0], budget)
-            if self._rows:
-                self._decode_step()
-        except BaseException as exc:  # a failed pass fails the replies in it, not the server
-            log.exception("batcher %s: a forward pass failed", self.name)
-            for request in [*self._rows, *self._prefilling[:1]]:
+        budget = self.prefill_chunk  # prompt tokens per turn, over as many requests as fit
+        while budget > 0 and self._prefilling and self._may_start(self._prefilling[0]):
+            request = self._prefilling[0]
+            try:
+                budget -= self._prefill_step(request, budget)
+            except Exception as exc:  # its prompt failed (say, out of memory): only it ends
+                log.exception("batcher %s: prefilling a request failed", self.name)
+                if request in self._prefilling:
+                    self._prefilling.remove(request)
                 self._finish(request, error=exc)
-            self._rows, self._cache, self._mask = [], None, None
-            self._prefilling = self._prefilling[1:]
+        if self._rows:
+            try:
+                self._decode_step()
+            except Exception as exc:  # a failed pass fails the replies in it, not the server
+                log.exception("batcher %s: a decode step failed", self.name)
+                rows, self._rows, self._cache, self._mask = self._rows, [], None, None
+                for request in rows:
+                    self._finish(request, error=exc)
 
     def _take_inbox(self) -> None:
         while True:
