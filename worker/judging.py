@@ -9,6 +9,7 @@ judged again replaces its earlier judge votes.
 
 import itertools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 from sqlmodel import col, delete, select, update
@@ -18,7 +19,7 @@ from app.core.ids import new_id
 from app.core.tables import BatchOutput, BatchRun, Vote
 from app.core.tables.playground import PROMPT_CHARS
 from app.core.timeutil import utcnow
-from worker.batches import TIMEOUT
+from worker.batches import CONCURRENCY, TIMEOUT
 from worker.evals.run import ModelCallFailed, chat
 
 log = logging.getLogger(__name__)
@@ -77,28 +78,28 @@ def judge_batch(batch_id: str) -> str:
         prompts[cell.prompt_index] = cell.prompt
     status, error = "succeeded", None
     votes: list[Vote] = []
-    try:
-        with httpx.Client(timeout=TIMEOUT) as http:
-            for index in sorted(prompts):
-                for a, b in itertools.combinations(models, 2):
-                    winner = both_orders(
-                        http, judge, prompts[index], answers[index].get(a, ""), answers[index].get(b, "")
-                    )
-                    votes.append(
-                        Vote(
-                            id=new_id("vote"),
-                            model_a=a,
-                            model_b=b,
-                            winner=winner,
-                            prompt=prompts[index][:PROMPT_CHARS],
-                            judge=judge,
-                            batch_id=batch_id,
-                        )
-                    )
-                with session_scope() as session:
-                    session.exec(
-                        update(BatchRun).where(col(BatchRun.id) == batch_id).values(heartbeat_at=utcnow())
-                    )
+    pairs = [(index, a, b) for index in sorted(prompts) for a, b in itertools.combinations(models, 2)]
+
+    def judge_pair(http: httpx.Client, index: int, a: str, b: str) -> Vote:
+        winner = both_orders(
+            http, judge, prompts[index], answers[index].get(a, ""), answers[index].get(b, "")
+        )
+        with session_scope() as session:
+            session.exec(update(BatchRun).where(col(BatchRun.id) == batch_id).values(heartbeat_at=utcnow()))
+        prompt = prompts[index][:PROMPT_CHARS]
+        return Vote(
+            id=new_id("vote"),
+            model_a=a,
+            model_b=b,
+            winner=winner,
+            prompt=prompt,
+            judge=judge,
+            batch_id=batch_id,
+        )
+
+    try:  # several pairs at once, so the model server's batch fills
+        with httpx.Client(timeout=TIMEOUT) as http, ThreadPoolExecutor(CONCURRENCY) as pool:
+            votes = list(pool.map(lambda pair: judge_pair(http, *pair), pairs))
     except ModelCallFailed as exc:
         status, error = "failed", str(exc)[:2000]
     with session_scope() as session:
