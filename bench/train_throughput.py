@@ -37,6 +37,7 @@ VARIANTS = {
     "a": "seed recipe as written (pad to 1024)",
     "b": "SFTTrainer defaults",
     "c": "tunedeck pipeline",
+    "d": "tunedeck pipeline, padding-free batches",
 }
 HYPER = {"learning_rate": 2e-4, "batch_size": 8, "gradient_accumulation_steps": 1, "r": 8, "lora_alpha": 8}
 MAX_LENGTH = 1024
@@ -137,7 +138,10 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         quantization="4bit" if cuda else "none",
         logging_steps=1000,
     )
-    if variant == "c":  # gradient_checkpointing auto, made on or off for this machine as the worker does
+    if variant in (
+        "c",
+        "d",
+    ):  # gradient_checkpointing auto, made on or off for this machine as the worker does
         spec = resolve_checkpointing(spec, model_path)
     else:  # as before auto: (a) the seed's gradient checkpointing, (b) the 4-bit preparation's
         spec = spec.model_copy(update={"gradient_checkpointing": True})
@@ -179,8 +183,10 @@ def run_variant(variant: str, data_path: Path, model_path: str) -> dict[str, Any
         dataset = Dataset.from_list([to_prompt_completion(r) for r in train_rows])
         args = sft_config(spec, output_dir=out, device=device, seed=1, has_eval=False)
         args.save_strategy, args.logging_steps = "no", 1000
-    trainer_class = TunedeckSFTTrainer if variant == "c" else SFTTrainer  # (c): length-bucketed batches
-    extra = {"padding_free": device.varlen_attention} if variant == "c" else {}
+    trainer_class = (
+        TunedeckSFTTrainer if variant in ("c", "d") else SFTTrainer
+    )  # (c): length-bucketed batches
+    extra = {"padding_free": device.varlen_attention or variant == "d"} if variant in ("c", "d") else {}
     trainer = trainer_class(
         model=model,
         args=args,

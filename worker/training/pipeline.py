@@ -245,11 +245,11 @@ class TunedeckSFTTrainer(ResumableLogMixin, ddp.RankZeroRngMixin, LengthBucketMi
     the logging state kept across a resume.
 
     ``padding_free``: each batch one flat sequence (position ids restart per row), no pad token at
-    all; exact only with a variable-length attention kernel (FlashAttention 2): transformers'
-    SDPA and eager attention let a packed row see the rows before it (measured: logits differ by
-    0.7 on the tiny Llama), so the pipeline asks for it only on ``Device.varlen_attention``. trl
-    1.16 refuses ``padding_free`` together with ``max_length`` (it would not truncate), so rows are
-    tokenized and truncated as usual and the batches are flattened by the collator set here."""
+    all. Exact with FlashAttention 2's variable-length kernel, and on SDPA too while no KV cache
+    is used (training): transformers then builds a block-diagonal mask from the position ids
+    (tests/worker/training/test_padding_free.py: the loss equals the padded batch's). trl 1.16
+    refuses ``padding_free`` beside ``max_length`` (it would not truncate), so rows are tokenized
+    and truncated as usual and the batches are flattened by the collator set here."""
 
     def __init__(self, *args: Any, padding_free: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
