@@ -532,8 +532,8 @@ def _classify_batch(
         c["id"]: classifier.labels([render(c["input"], namespace) for namespace in namespaces])
         for c in criteria
     }
+    first = criteria[0]  # its input is what the sample shows
     for n, index in enumerate(chunk):
-        first = criteria[0]
         text = render(first["input"], namespaces[n])
         label, tokens = labels[first["id"]][n]
         sample = _sample_dict([{"role": "user", "content": text}], label, plan.run.model, {}, None)

@@ -64,10 +64,6 @@ class Request:
     sent: str = ""
     generator: torch.Generator | None = None
 
-    @property
-    def text(self) -> str:
-        return self.sent
-
 
 class Batcher:
     """The one thread that runs ``model_of()``; see the module docstring."""

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-BASE = "__base__"
+from worker.serving.batching import BASE
+
 _STACKS = "_tunedeck_stacks"
 _installed = False
 enabled = True  # False: peft's own loop (bench/serving.py measures both)
@@ -43,8 +44,7 @@ def install() -> None:
             or kwargs.get("alora_offsets") is not None
         ):
             return original(self, x, *args, adapter_names=adapter_names, **kwargs)
-        for key in ("alora_offsets",):
-            kwargs.pop(key, None)
+        kwargs.pop("alora_offsets", None)  # None here (checked above): not for the base layer
         result = self.base_layer(x, *args, **kwargs)
         a, b, mask = _stacks(self, names, adapter_names, x)
         low = (x.to(a.dtype) @ a.T) * (mask.unsqueeze(1) if x.dim() == 3 else mask)
